@@ -1,0 +1,131 @@
+/*
+ * drover plugin ABI, version 1. The only header a plugin includes.
+ *
+ * A plugin is one shared object in the agent's plugins directory, loaded with
+ * dlopen(RTLD_NOW | RTLD_LOCAL). It exports exactly one function:
+ *
+ *     const struct drover_plugin *drover_plugin_entry(void);
+ *
+ * The plugin links against nothing of the agent: every service it may use
+ * comes through the struct drover_host table handed to init(). Structures
+ * here only ever grow at the end; `size` fields tell each side how much of
+ * the other's struct it may read.
+ *
+ * Threading and blocking: every callback runs on the agent's one event-loop
+ * thread and must return promptly. Work that waits is started through the
+ * host (spawn, timer) and finished in its callback; a stage ends only when
+ * the plugin calls host->done(), exactly once, whatever happened.
+ */
+#ifndef DROVER_PLUGIN_H
+#define DROVER_PLUGIN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DROVER_PLUGIN_ABI 1
+
+#define DROVER_PLUGIN_STR_(x) #x
+#define DROVER_PLUGIN_STR(x) DROVER_PLUGIN_STR_(x)
+/* Build signature: a plugin built for another data model is refused. */
+#define DROVER_PLUGIN_SIGNATURE                                                                    \
+	"drover-abi1/ptr" DROVER_PLUGIN_STR(__SIZEOF_POINTER__) "/long" DROVER_PLUGIN_STR(         \
+	    __SIZEOF_LONG__) "/size" DROVER_PLUGIN_STR(__SIZEOF_SIZE_T__)
+
+enum drover_result {
+	DROVER_SUCCEEDED = 0,
+	DROVER_FAILED = 1,
+	DROVER_ERROR = 2, /* infrastructure, not the code under test */
+	DROVER_CANCELLED = 3,
+	DROVER_TIMED_OUT = 4,
+};
+
+enum drover_param_type {
+	DROVER_PARAM_STRING,
+	DROVER_PARAM_INTEGER,
+	DROVER_PARAM_BOOLEAN,
+	DROVER_PARAM_OBJECT,
+	DROVER_PARAM_ARRAY,
+	DROVER_PARAM_ANY,
+};
+
+/* One declared `with:` key; a plugin's list ends with name == NULL. */
+struct drover_param {
+	const char *name;
+	enum drover_param_type type;
+	bool is_required;
+	const char *description;
+};
+
+/* A stage as the plugin sees it: opaque, owned by the host. */
+struct drover_stage;
+
+struct drover_spawn {
+	const char *const *argv; /* argv[0] is looked up in PATH */
+	const char *const *env;  /* extra "KEY=value" on top of the stage's DROVER_* env, or NULL */
+	const char *cwd;         /* NULL: the stage's workspace */
+	/* Called once, after the process was reaped and its output drained. */
+	void (*on_exit)(void *arg, struct drover_stage *stage, int exit_code, int term_signal);
+	void *arg;
+};
+
+struct drover_host {
+	unsigned abi;
+	size_t size; /* sizeof(struct drover_host) in the agent */
+
+	const json_t *(*stage_with)(struct drover_stage *stage); /* the stage's `with:` object */
+	const char *(*stage_param)(struct drover_stage *stage, const char *name); /* string or NULL */
+	const json_t *(*stage_event)(struct drover_stage *stage); /* the canonical event */
+	const char *(*stage_name)(struct drover_stage *stage);
+	const char *(*stage_workspace)(struct drover_stage *stage);
+	int (*stage_attempt)(struct drover_stage *stage);
+
+	/* Per-stage state of the plugin's own; the host never looks inside. */
+	void *(*stage_get_data)(struct drover_stage *stage);
+	void (*stage_set_data)(struct drover_stage *stage, void *data);
+
+	/* A line into the stage's log (secrets masked). */
+	void (*log)(struct drover_stage *stage, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+	/* Starts a process in its own process group; stdout and stderr go to the
+	 * stage log. Timeouts and cancel kill it. 0, or -1 (logged). */
+	int (*spawn)(struct drover_stage *stage, const struct drover_spawn *spec);
+	/* One-shot timer; cleared automatically when the stage ends. */
+	int (*set_timer)(struct drover_stage *stage, int64_t delay_ms,
+	                 void (*cb)(void *arg, struct drover_stage *stage), void *arg);
+	/* Survives an agent restart: resume() gets it back. */
+	int (*save_resume_token)(struct drover_stage *stage, const char *token);
+	/* key=value that later stages read as DROVER_OUTPUT_<STAGE>_<KEY>. */
+	int (*set_output)(struct drover_stage *stage, const char *key, const char *value);
+	/* Ends the stage. Exactly once; summary may be NULL. */
+	void (*done)(struct drover_stage *stage, enum drover_result result, const char *summary);
+};
+
+struct drover_plugin {
+	unsigned abi;          /* DROVER_PLUGIN_ABI */
+	size_t size;           /* sizeof(struct drover_plugin) the plugin was built with */
+	const char *signature; /* DROVER_PLUGIN_SIGNATURE */
+	const char *name, *version, *description;
+	const struct drover_param *params; /* may be NULL: any `with:` is accepted */
+
+	int (*init)(const struct drover_host *host, const json_t *config, void **state);
+	/* Begins a stage; 0, or -1 when it could not start (then done() is not called). */
+	int (*start)(void *state, struct drover_stage *stage);
+	/* After an agent restart, for a stage that saved a resume token. May be NULL:
+	 * the stage is then retried or failed by its retry policy. */
+	int (*resume)(void *state, struct drover_stage *stage, const char *token);
+	/* Asks the stage to stop; it still ends through done(). May be NULL. */
+	void (*cancel)(void *state, struct drover_stage *stage);
+	/* Optional, for reporters: every run and stage transition. */
+	void (*notify)(void *state, const json_t *run_event);
+	void (*fini)(void *state);
+};
+
+#define DROVER_PLUGIN_INIT                                                                         \
+	.abi = DROVER_PLUGIN_ABI, .size = sizeof(struct drover_plugin),                            \
+	.signature = DROVER_PLUGIN_SIGNATURE
+
+typedef const struct drover_plugin *(*drover_plugin_entry_fn)(void);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * store: drover's durable state in SQLite (WAL mode, schema migrations by
+ * PRAGMA user_version). The only part that speaks SQL. Every function runs
+ * on the event-loop thread; transactions are short.
+ *
+ * Tables: events (id unique), runs, stages (current state of each stage of
+ * a run), stage_attempts (every attempt ever), outputs, outbox.
+ * Times are epoch milliseconds; 0 means "not yet".
+ */
+#ifndef DROVER_STORE_H
+#define DROVER_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+struct store;
+
+struct store_run {
+	int64_t id; /* set by store_run_insert */
+	char *pipeline;
+	enum status status;
+	char *repo, *sha, *branch; /* may be NULL */
+	char *event_id;
+	char *event_kind;
+	char *concurrency_group; /* expanded, or NULL */
+	char *lock_name;         /* expanded, or NULL */
+	char *definition;        /* the pipeline definition as JSON text */
+	char *workspace;         /* path, or NULL */
+	int attempt;             /* run attempt (replays add one), starts at 1 */
+	int64_t created_at, started_at, finished_at;
+};
+
+struct store_stage {
+	int64_t run_id;
+	char *name;
+	int idx; /* position in the pipeline */
+	enum status status;
+	int attempt;   /* 0 before the first start */
+	int exit_code; /* -1: none */
+	int64_t started_at, finished_at;
+	char *summary;      /* may be NULL */
+	char *resume_token; /* may be NULL */
+};
+
+/* Opens (creating and migrating) state_dir/drover.db. NULL and a message. */
+struct store *store_open(const char *state_dir, char *err, size_t err_len);
+void store_close(struct store *s);
+
+/* Transactions nest by counting: only the outermost begin/commit reach SQLite. */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+/*
+ * Records an event. outcome is "accepted", "unmatched", "refused",
+ * "dead-lettered", ...; body is the canonical event or NULL. Returns 0 when
+ * inserted, 1 when an event with this id already exists (nothing changed),
+ * -1 on error.
+ */
+int store_event_insert(struct store *s, const char *id, const json_t *body, const char *outcome,
+                       const char *error, const char *topic, int32_t partition, int64_t offset);
+/* The stored canonical event (new reference) or NULL. */
+json_t *store_event_get(struct store *s, const char *id);
+bool store_event_exists(struct store *s, const char *id);
+
+int store_run_insert(struct store *s, struct store_run *run);
+/* Writes status, sha, workspace, attempt, started_at, finished_at. */
+int store_run_update(struct store *s, const struct store_run *run);
+int store_stage_insert(struct store *s, const struct store_stage *stage);
+/* Writes the stage row and upserts its (run, name, attempt) history row. */
+int store_stage_update(struct store *s, const struct store_stage *stage);
+
+/* Loads one run and its stages (caller frees with the *_free below). */
+int store_run_load(struct store *s, int64_t id, struct store_run *run, struct store_stage **stages,
+                   size_t *n_stages);
+void store_run_clear(struct store_run *run);
+void store_stages_free(struct store_stage *stages, size_t n);
+/* Ids of runs whose status is queued or running, oldest first (caller frees). */
+int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n);
+
+int store_output_set(struct store *s, int64_t run_id, const char *stage, const char *key,
+                     const char *value);
+/* {"stage": {"key": "value"}} for a run (new reference). */
+json_t *store_outputs_get(struct store *s, int64_t run_id);
+
+/* The API shape of a run: {"id","pipeline","status","repo","sha","branch",
+ * "event_id","event_kind","created_at","finished_at","stages":[{"name",
+ * "status","attempt","exit_code","started_at","finished_at","summary"}]},
+ * times as ISO-8601 strings or null. NULL when there is no such run. */
+json_t *store_run_json(struct store *s, int64_t id);
+
+struct store_run_filter {
+	const char *pipeline; /* NULL: any */
+	const char *status;
+	const char *repo;
+	int64_t before_id; /* 0: from the newest */
+	int limit;         /* 0: 100 */
+};
+/* Newest first; an array of run JSON as above (new reference). */
+json_t *store_runs_json(struct store *s, const struct store_run_filter *filter);
+
+/* Outbox: results waiting for Kafka's acknowledgement. */
+int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
+                         size_t value_len);
+struct store_outbox_item {
+	int64_t id;
+	char *topic, *key, *value;
+	size_t value_len;
+};
+/* Up to max items with id > after_id, oldest first (caller frees). */
+int store_outbox_next(struct store *s, int64_t after_id, size_t max,
+                      struct store_outbox_item **items, size_t *n);
+void store_outbox_items_free(struct store_outbox_item *items, size_t n);
+int store_outbox_delete(struct store *s, int64_t id);
+int64_t store_outbox_count(struct store *s);
+
+#endif
