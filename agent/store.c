@@ -1,0 +1,1134 @@
+/*
+ * store: drover's durable state in one SQLite database (WAL, synchronous=FULL,
+ * migrations by PRAGMA user_version). The only file that holds SQL; it never
+ * interprets events or pipelines beyond the few columns it indexes.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_RUNS_LIMIT_DEFAULT 100
+#define STORE_RUNS_LIMIT_MAX 1000
+
+/* Filter bits of the run-list statements: one prepared statement per combination. */
+enum {
+	RUNS_BY_PIPELINE = 1,
+	RUNS_BY_STATUS = 2,
+	RUNS_BY_REPO = 4,
+	RUNS_LIST_VARIANTS = 8,
+};
+
+struct store {
+	sqlite3 *db;
+	int tx_depth;
+	bool is_tx_failed; /* an inner rollback doomed the outermost transaction */
+
+	sqlite3_stmt *tx_begin, *tx_commit, *tx_rollback;
+	sqlite3_stmt *event_insert, *event_get, *event_exists;
+	sqlite3_stmt *run_insert, *run_update, *run_get, *runs_unfinished;
+	sqlite3_stmt *stage_insert, *stage_update, *stage_attempt_upsert, *stages_get;
+	sqlite3_stmt *output_set, *outputs_get;
+	sqlite3_stmt *outbox_add, *outbox_next, *outbox_delete, *outbox_count;
+	sqlite3_stmt *runs_list[RUNS_LIST_VARIANTS];
+};
+
+/*
+ * Schema migrations, applied in order: migrations[i] takes the database from
+ * user_version i to i + 1. Only ever append; never edit a released entry.
+ * Times are epoch milliseconds, NULL for "not yet"; exit_code NULL for none.
+ */
+static const char *const migrations[] = {
+    /* 1: the first schema. */
+    "CREATE TABLE events ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " kind TEXT, source TEXT, repo TEXT,"
+    " outcome TEXT NOT NULL,"
+    " error TEXT,"
+    " body TEXT,"
+    " topic TEXT, partition INTEGER, \"offset\" INTEGER,"
+    " received_at INTEGER NOT NULL);"
+    "CREATE TABLE runs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " pipeline TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " repo TEXT, sha TEXT, branch TEXT,"
+    " event_id TEXT, event_kind TEXT,"
+    " concurrency_group TEXT, lock_name TEXT,"
+    " definition TEXT NOT NULL,"
+    " workspace TEXT,"
+    " attempt INTEGER NOT NULL DEFAULT 1,"
+    " created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);"
+    "CREATE INDEX runs_status ON runs (status);"
+    "CREATE INDEX runs_pipeline ON runs (pipeline);"
+    "CREATE INDEX runs_repo ON runs (repo);"
+    "CREATE INDEX runs_event_id ON runs (event_id);"
+    "CREATE TABLE stages ("
+    " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL DEFAULT 0,"
+    " exit_code INTEGER,"
+    " started_at INTEGER, finished_at INTEGER,"
+    " summary TEXT, resume_token TEXT,"
+    " PRIMARY KEY (run_id, name));"
+    "CREATE TABLE stage_attempts ("
+    " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+    " stage TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " exit_code INTEGER,"
+    " started_at INTEGER, finished_at INTEGER,"
+    " summary TEXT,"
+    " PRIMARY KEY (run_id, stage, attempt));"
+    "CREATE TABLE outputs ("
+    " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+    " stage TEXT NOT NULL, key TEXT NOT NULL, value TEXT,"
+    " PRIMARY KEY (run_id, stage, key));"
+    "CREATE TABLE outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " topic TEXT NOT NULL, key TEXT, value BLOB,"
+    " created_at INTEGER NOT NULL);",
+};
+
+#define RUN_COLUMNS                                                                                \
+	"id, pipeline, status, repo, sha, branch, event_id, event_kind, concurrency_group, "       \
+	"lock_name, definition, workspace, attempt, created_at, started_at, finished_at"
+
+struct stmt_spec {
+	size_t offset; /* of the sqlite3_stmt * field in struct store */
+	const char *sql;
+};
+
+#define STMT(field, text)                                                                          \
+	{                                                                                          \
+		offsetof(struct store, field), text                                                \
+	}
+
+static const struct stmt_spec stmt_specs[] = {
+    STMT(tx_begin, "BEGIN IMMEDIATE"),
+    STMT(tx_commit, "COMMIT"),
+    STMT(tx_rollback, "ROLLBACK"),
+    STMT(event_insert,
+	 "INSERT INTO events (id, kind, source, repo, outcome, error, body, topic, partition,"
+	 " \"offset\", received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+	 " ON CONFLICT (id) DO NOTHING"),
+    STMT(event_get, "SELECT body FROM events WHERE id = ?1"),
+    STMT(event_exists, "SELECT 1 FROM events WHERE id = ?1"),
+    STMT(run_insert,
+	 "INSERT INTO runs (pipeline, status, repo, sha, branch, event_id, event_kind,"
+	 " concurrency_group, lock_name, definition, workspace, attempt, created_at, started_at,"
+	 " finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+    STMT(run_update, "UPDATE runs SET status = ?2, sha = ?3, workspace = ?4, attempt = ?5,"
+		     " started_at = ?6, finished_at = ?7 WHERE id = ?1"),
+    STMT(run_get, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1"),
+    STMT(runs_unfinished, "SELECT id FROM runs WHERE status IN (?1, ?2) ORDER BY id"),
+    STMT(stage_insert,
+	 "INSERT INTO stages (run_id, name, idx, status, attempt, exit_code, started_at,"
+	 " finished_at, summary, resume_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+    STMT(stage_update, "UPDATE stages SET status = ?3, attempt = ?4, exit_code = ?5,"
+		       " started_at = ?6, finished_at = ?7, summary = ?8, resume_token = ?9"
+		       " WHERE run_id = ?1 AND name = ?2"),
+    STMT(stage_attempt_upsert,
+	 "INSERT INTO stage_attempts (run_id, stage, attempt, status, exit_code, started_at,"
+	 " finished_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+	 " ON CONFLICT (run_id, stage, attempt) DO UPDATE SET status = excluded.status,"
+	 " exit_code = excluded.exit_code, started_at = excluded.started_at,"
+	 " finished_at = excluded.finished_at, summary = excluded.summary"),
+    STMT(stages_get, "SELECT run_id, name, idx, status, attempt, exit_code, started_at,"
+		     " finished_at, summary, resume_token FROM stages WHERE run_id = ?1"
+		     " ORDER BY idx, name"),
+    STMT(output_set, "INSERT INTO outputs (run_id, stage, key, value) VALUES (?1, ?2, ?3, ?4)"
+		     " ON CONFLICT (run_id, stage, key) DO UPDATE SET value = excluded.value"),
+    STMT(outputs_get, "SELECT stage, key, value FROM outputs WHERE run_id = ?1"
+		      " ORDER BY stage, key"),
+    STMT(outbox_add, "INSERT INTO outbox (topic, key, value, created_at) VALUES (?1, ?2, ?3, ?4)"),
+    STMT(outbox_next, "SELECT id, topic, key, value FROM outbox WHERE id > ?1 ORDER BY id"
+		      " LIMIT ?2"),
+    STMT(outbox_delete, "DELETE FROM outbox WHERE id = ?1"),
+    STMT(outbox_count, "SELECT count(*) FROM outbox"),
+};
+
+static sqlite3_stmt **stmt_slot(struct store *s, const struct stmt_spec *spec)
+{
+	return (sqlite3_stmt **)(void *)((char *)s + spec->offset);
+}
+
+/* ---- statement helpers ---- */
+
+static void stmt_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Logs the current SQLite error once, with what we were doing; always -1. */
+static int stmt_fail(struct store *s, sqlite3_stmt *st, const char *purpose)
+{
+	log_error("store: %s failed: %s", purpose, sqlite3_errmsg(s->db));
+	stmt_done(st);
+	return -1;
+}
+
+/* Steps a statement that returns no rows to its end and resets it. */
+static int stmt_run(struct store *s, sqlite3_stmt *st, const char *purpose)
+{
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return stmt_fail(s, st, purpose);
+	stmt_done(st);
+	return 0;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC); /* NULL binds NULL */
+}
+
+static int bind_int64(sqlite3_stmt *st, int i, int64_t v)
+{
+	return sqlite3_bind_int64(st, i, v);
+}
+
+static int bind_time(sqlite3_stmt *st, int i, int64_t epoch_ms)
+{
+	return epoch_ms == 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, epoch_ms);
+}
+
+static int bind_exit_code(sqlite3_stmt *st, int i, int exit_code)
+{
+	return exit_code < 0 ? sqlite3_bind_null(st, i) : sqlite3_bind_int(st, i, exit_code);
+}
+
+static int bind_status(sqlite3_stmt *st, int i, enum status status)
+{
+	return bind_text(st, i, status_name(status));
+}
+
+static char *column_strdup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t == NULL ? NULL : xstrdup((const char *)t);
+}
+
+static enum status column_status(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	int status = t == NULL ? -1 : status_parse((const char *)t);
+	if (status < 0) {
+		log_warn("store: unknown status \"%s\" in the database, read as error",
+			 t == NULL ? "(null)" : (const char *)t);
+		return STATUS_ERROR;
+	}
+	return (enum status)status;
+}
+
+static int column_exit_code(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int(st, i);
+}
+
+/* ---- open, migrate, close ---- */
+
+static int db_exec(sqlite3 *db, const char *sql, const char *purpose, char *err, size_t err_len)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, err_len, "%s failed: %s", purpose,
+			 msg != NULL ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* The first column of the first row of sql as an integer (or text into text_buf). */
+static int db_query_one(sqlite3 *db, const char *sql, int64_t *out, char *text_buf, size_t text_len,
+			char *err, size_t err_len)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		snprintf(err, err_len, "%s failed: %s", sql, sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	if (out != NULL)
+		*out = sqlite3_column_int64(st, 0);
+	if (text_buf != NULL) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		snprintf(text_buf, text_len, "%s", t != NULL ? (const char *)t : "");
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int db_refuse_newer(const char *path, int64_t version, char *err, size_t err_len)
+{
+	int64_t known = (int64_t)ARRAY_LEN(migrations);
+	if (version <= known)
+		return 0;
+	snprintf(err, err_len,
+		 "%s has schema version %lld, newer than this drover knows (%lld): "
+		 "run a newer drover or use another state_dir",
+		 path, (long long)version, (long long)known);
+	return -1;
+}
+
+/*
+ * Brings the schema up to the newest version, one migration per transaction.
+ * The version is re-read under the write lock, so two agents opening the same
+ * database at once cannot both apply a migration.
+ */
+static int db_migrate(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
+	for (;;) {
+		int64_t version;
+		if (db_exec(db, "BEGIN IMMEDIATE", "starting a migration", err, err_len) != 0)
+			return -1;
+		if (db_query_one(db, "PRAGMA user_version", &version, NULL, 0, err, err_len) != 0 ||
+		    db_refuse_newer(path, version, err, err_len) != 0)
+			goto fail;
+		if (version == (int64_t)ARRAY_LEN(migrations))
+			break;
+		if (db_exec(db, migrations[version], "migrating the schema", err, err_len) != 0)
+			goto fail;
+		char set_version[48];
+		snprintf(set_version, sizeof set_version, "PRAGMA user_version = %lld",
+			 (long long)version + 1);
+		if (db_exec(db, set_version, "setting the schema version", err, err_len) != 0 ||
+		    db_exec(db, "COMMIT", "committing a migration", err, err_len) != 0)
+			goto fail;
+		log_info("store: %s migrated to schema version %lld", path, (long long)version + 1);
+	}
+	return db_exec(db, "COMMIT", "ending the migration check", err, err_len);
+fail:
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+/*
+ * WAL lets readers (the CLI, an operator's sqlite3) run beside the agent;
+ * synchronous=FULL because a commit here is the point after which the Kafka
+ * offset is stored: NORMAL could lose the last commits on power loss.
+ */
+static int db_configure(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
+	char mode[16];
+	if (db_query_one(db, "PRAGMA journal_mode = WAL", NULL, mode, sizeof mode, err, err_len) !=
+	    0)
+		return -1;
+	if (strcmp(mode, "wal") != 0)
+		log_warn(
+		    "store: %s cannot use WAL (journal mode is %s); readers will block writers",
+		    path, mode);
+	if (db_exec(db, "PRAGMA synchronous = FULL", "setting synchronous", err, err_len) != 0 ||
+	    db_exec(db, "PRAGMA foreign_keys = ON", "enabling foreign keys", err, err_len) != 0)
+		return -1;
+	return 0;
+}
+
+static char *runs_list_sql(unsigned mask)
+{
+	struct strbuf sb;
+	strbuf_init(&sb);
+	strbuf_adds(&sb, "SELECT " RUN_COLUMNS " FROM runs WHERE id < ?4");
+	if (mask & RUNS_BY_PIPELINE)
+		strbuf_adds(&sb, " AND pipeline = ?1");
+	if (mask & RUNS_BY_STATUS)
+		strbuf_adds(&sb, " AND status = ?2");
+	if (mask & RUNS_BY_REPO)
+		strbuf_adds(&sb, " AND repo = ?3");
+	strbuf_adds(&sb, " ORDER BY id DESC LIMIT ?5");
+	return strbuf_detach(&sb);
+}
+
+static int stmts_prepare(struct store *s, char *err, size_t err_len)
+{
+	for (size_t i = 0; i < ARRAY_LEN(stmt_specs); i++) {
+		const struct stmt_spec *spec = &stmt_specs[i];
+		if (sqlite3_prepare_v3(s->db, spec->sql, -1, SQLITE_PREPARE_PERSISTENT,
+				       stmt_slot(s, spec), NULL) != SQLITE_OK) {
+			snprintf(err, err_len, "preparing \"%s\" failed: %s", spec->sql,
+				 sqlite3_errmsg(s->db));
+			return -1;
+		}
+	}
+	for (unsigned mask = 0; mask < RUNS_LIST_VARIANTS; mask++) {
+		char *sql = runs_list_sql(mask);
+		int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+					    &s->runs_list[mask], NULL);
+		if (rc != SQLITE_OK)
+			snprintf(err, err_len, "preparing \"%s\" failed: %s", sql,
+				 sqlite3_errmsg(s->db));
+		free(sql);
+		if (rc != SQLITE_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Creates state_dir if needed, opens or creates drover.db, refuses a schema
+ * newer than this code, migrates an older one, and prepares every statement.
+ * On failure returns NULL with one line in err and nothing logged.
+ */
+struct store *store_open(const char *state_dir, char *err, size_t err_len)
+{
+	if (mkdir_p(state_dir, 0700) != 0) {
+		snprintf(err, err_len, "cannot create state directory %s: %s", state_dir,
+			 strerror(errno));
+		return NULL;
+	}
+	char *path = xasprintf("%s/drover.db", state_dir);
+	struct store *s = xcalloc(1, sizeof *s);
+	int64_t version;
+	int rc = sqlite3_open_v2(
+	    path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, err_len, "cannot open %s: %s", path,
+			 s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	/* Checked before anything writes, so a newer database is left untouched. */
+	if (db_query_one(s->db, "PRAGMA user_version", &version, NULL, 0, err, err_len) != 0 ||
+	    db_refuse_newer(path, version, err, err_len) != 0 ||
+	    db_configure(s->db, path, err, err_len) != 0 ||
+	    db_migrate(s->db, path, err, err_len) != 0 || stmts_prepare(s, err, err_len) != 0)
+		goto fail;
+	free(path);
+	return s;
+fail:
+	free(path);
+	store_close(s);
+	return NULL;
+}
+
+static void tx_end_with_rollback(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		stmt_run(s, s->tx_rollback, "rolling back a transaction");
+	s->is_tx_failed = false;
+}
+
+/* Rolls back a transaction left open, finalizes every statement, closes. */
+void store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->tx_depth > 0) {
+		log_warn("store: closing with a transaction open (depth %d); rolling it back",
+			 s->tx_depth);
+		s->tx_depth = 0;
+		tx_end_with_rollback(s);
+	}
+	for (size_t i = 0; i < ARRAY_LEN(stmt_specs); i++)
+		sqlite3_finalize(*stmt_slot(s, &stmt_specs[i]));
+	for (unsigned mask = 0; mask < RUNS_LIST_VARIANTS; mask++)
+		sqlite3_finalize(s->runs_list[mask]);
+	if (s->db != NULL && sqlite3_close(s->db) != SQLITE_OK)
+		log_error("store: closing the database failed: %s", sqlite3_errmsg(s->db));
+	free(s);
+}
+
+/* ---- transactions ---- */
+
+/* Only the outermost begin reaches SQLite, as BEGIN IMMEDIATE (the write lock now). */
+int store_begin(struct store *s)
+{
+	if (s->tx_depth == 0) {
+		if (stmt_run(s, s->tx_begin, "beginning a transaction") != 0)
+			return -1;
+		s->is_tx_failed = false;
+	}
+	s->tx_depth++;
+	return 0;
+}
+
+/*
+ * An inner commit only counts down; it returns -1 when the transaction is
+ * already doomed. The outermost commit reaches SQLite unless an inner
+ * rollback doomed it (or SQLite rolled it back itself), in which case it
+ * rolls back and returns -1: nothing of it was kept.
+ */
+int store_commit(struct store *s)
+{
+	if (s->tx_depth == 0) {
+		log_error("store: commit without a transaction");
+		return -1;
+	}
+	if (--s->tx_depth > 0)
+		return s->is_tx_failed ? -1 : 0;
+	if (s->is_tx_failed) {
+		tx_end_with_rollback(s);
+		return -1;
+	}
+	if (sqlite3_get_autocommit(s->db)) {
+		log_error("store: SQLite rolled the transaction back after an error; nothing kept");
+		return -1;
+	}
+	if (stmt_run(s, s->tx_commit, "committing a transaction") != 0) {
+		tx_end_with_rollback(s);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A rollback at any depth dooms the whole outermost transaction. SQLite's
+ * ROLLBACK is issued when the outermost level ends, so statements run in
+ * between still belong to the doomed transaction and never autocommit.
+ */
+void store_rollback(struct store *s)
+{
+	if (s->tx_depth == 0) {
+		log_error("store: rollback without a transaction");
+		return;
+	}
+	s->is_tx_failed = true;
+	if (--s->tx_depth > 0)
+		return;
+	tx_end_with_rollback(s);
+}
+
+/* ---- events ---- */
+
+static const char *body_string(const json_t *body, const char *key)
+{
+	return json_is_object(body) ? json_string_value(json_object_get(body, key)) : NULL;
+}
+
+/*
+ * Inserts the event unless its id is known. The kind/source/repo columns are
+ * copied from the body for queries; the body itself is kept as compact JSON.
+ * A negative partition or offset (no Kafka origin) is stored as NULL.
+ */
+int store_event_insert(struct store *s, const char *id, const json_t *body, const char *outcome,
+		       const char *error, const char *topic, int32_t partition, int64_t offset)
+{
+	sqlite3_stmt *st = s->event_insert;
+	char *text = NULL;
+	if (body != NULL) {
+		text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (text == NULL) {
+			log_error("store: event %s: its body cannot be encoded as JSON", id);
+			return -1;
+		}
+	}
+	int rc = bind_text(st, 1, id) || bind_text(st, 2, body_string(body, "kind")) ||
+		 bind_text(st, 3, body_string(body, "source")) ||
+		 bind_text(st, 4, body_string(body, "repo")) || bind_text(st, 5, outcome) ||
+		 bind_text(st, 6, error) || bind_text(st, 7, text) || bind_text(st, 8, topic) ||
+		 (partition < 0 ? sqlite3_bind_null(st, 9) : sqlite3_bind_int(st, 9, partition)) ||
+		 (offset < 0 ? sqlite3_bind_null(st, 10) : bind_int64(st, 10, offset)) ||
+		 bind_int64(st, 11, now_ms());
+	if (rc != 0)
+		rc = stmt_fail(s, st, "binding an event insert");
+	else if (stmt_run(s, st, "inserting an event") != 0)
+		rc = -1;
+	else
+		rc = sqlite3_changes(s->db) == 0 ? 1 : 0;
+	free(text);
+	return rc;
+}
+
+json_t *store_event_get(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->event_get;
+	if (bind_text(st, 1, id) != SQLITE_OK) {
+		stmt_fail(s, st, "binding an event lookup");
+		return NULL;
+	}
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		stmt_done(st);
+		return NULL;
+	}
+	if (rc != SQLITE_ROW) {
+		stmt_fail(s, st, "reading an event");
+		return NULL;
+	}
+	json_t *body = NULL;
+	const unsigned char *text = sqlite3_column_text(st, 0);
+	if (text != NULL) {
+		json_error_t jerr;
+		body = json_loads((const char *)text, JSON_DECODE_ANY, &jerr);
+		if (body == NULL)
+			log_error("store: the stored body of event %s is not JSON: %s", id,
+				  jerr.text);
+	}
+	stmt_done(st);
+	return body;
+}
+
+/* False on a database error too (logged): the caller then processes it again. */
+bool store_event_exists(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->event_exists;
+	if (bind_text(st, 1, id) != SQLITE_OK) {
+		stmt_fail(s, st, "binding an event lookup");
+		return false;
+	}
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		stmt_fail(s, st, "looking up an event");
+		return false;
+	}
+	stmt_done(st);
+	return rc == SQLITE_ROW;
+}
+
+/* ---- runs and stages ---- */
+
+/*
+ * Inserts a run and sets run->id. A created_at of 0 becomes now and an
+ * attempt of 0 becomes 1; both are written back into *run.
+ */
+int store_run_insert(struct store *s, struct store_run *run)
+{
+	sqlite3_stmt *st = s->run_insert;
+	if (run->created_at == 0)
+		run->created_at = now_ms();
+	if (run->attempt == 0)
+		run->attempt = 1;
+	if (bind_text(st, 1, run->pipeline) || bind_status(st, 2, run->status) ||
+	    bind_text(st, 3, run->repo) || bind_text(st, 4, run->sha) ||
+	    bind_text(st, 5, run->branch) || bind_text(st, 6, run->event_id) ||
+	    bind_text(st, 7, run->event_kind) || bind_text(st, 8, run->concurrency_group) ||
+	    bind_text(st, 9, run->lock_name) || bind_text(st, 10, run->definition) ||
+	    bind_text(st, 11, run->workspace) || sqlite3_bind_int(st, 12, run->attempt) ||
+	    bind_time(st, 13, run->created_at) || bind_time(st, 14, run->started_at) ||
+	    bind_time(st, 15, run->finished_at))
+		return stmt_fail(s, st, "binding a run insert");
+	if (stmt_run(s, st, "inserting a run") != 0)
+		return -1;
+	run->id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+/* -1 (logged) when the run does not exist. */
+int store_run_update(struct store *s, const struct store_run *run)
+{
+	sqlite3_stmt *st = s->run_update;
+	if (bind_int64(st, 1, run->id) || bind_status(st, 2, run->status) ||
+	    bind_text(st, 3, run->sha) || bind_text(st, 4, run->workspace) ||
+	    sqlite3_bind_int(st, 5, run->attempt) || bind_time(st, 6, run->started_at) ||
+	    bind_time(st, 7, run->finished_at))
+		return stmt_fail(s, st, "binding a run update");
+	if (stmt_run(s, st, "updating a run") != 0)
+		return -1;
+	if (sqlite3_changes(s->db) == 0) {
+		log_error("store: updating run %lld failed: no such run", (long long)run->id);
+		return -1;
+	}
+	return 0;
+}
+
+static int stage_attempt_record(struct store *s, const struct store_stage *stage)
+{
+	sqlite3_stmt *st = s->stage_attempt_upsert;
+	if (bind_int64(st, 1, stage->run_id) || bind_text(st, 2, stage->name) ||
+	    sqlite3_bind_int(st, 3, stage->attempt) || bind_status(st, 4, stage->status) ||
+	    bind_exit_code(st, 5, stage->exit_code) || bind_time(st, 6, stage->started_at) ||
+	    bind_time(st, 7, stage->finished_at) || bind_text(st, 8, stage->summary))
+		return stmt_fail(s, st, "binding a stage attempt");
+	return stmt_run(s, st, "recording a stage attempt");
+}
+
+/* Inserts a stage (and its attempt's history row when it has started one). */
+int store_stage_insert(struct store *s, const struct store_stage *stage)
+{
+	sqlite3_stmt *st = s->stage_insert;
+	if (store_begin(s) != 0)
+		return -1;
+	if (bind_int64(st, 1, stage->run_id) || bind_text(st, 2, stage->name) ||
+	    sqlite3_bind_int(st, 3, stage->idx) || bind_status(st, 4, stage->status) ||
+	    sqlite3_bind_int(st, 5, stage->attempt) || bind_exit_code(st, 6, stage->exit_code) ||
+	    bind_time(st, 7, stage->started_at) || bind_time(st, 8, stage->finished_at) ||
+	    bind_text(st, 9, stage->summary) || bind_text(st, 10, stage->resume_token)) {
+		stmt_fail(s, st, "binding a stage insert");
+		goto fail;
+	}
+	if (stmt_run(s, st, "inserting a stage") != 0)
+		goto fail;
+	if (stage->attempt >= 1 && stage_attempt_record(s, stage) != 0)
+		goto fail;
+	return store_commit(s);
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+/*
+ * Writes the stage's current state and, when it has an attempt (>= 1), the
+ * history row of that attempt, in one transaction. -1 when there is no such
+ * stage.
+ */
+int store_stage_update(struct store *s, const struct store_stage *stage)
+{
+	sqlite3_stmt *st = s->stage_update;
+	if (store_begin(s) != 0)
+		return -1;
+	if (bind_int64(st, 1, stage->run_id) || bind_text(st, 2, stage->name) ||
+	    bind_status(st, 3, stage->status) || sqlite3_bind_int(st, 4, stage->attempt) ||
+	    bind_exit_code(st, 5, stage->exit_code) || bind_time(st, 6, stage->started_at) ||
+	    bind_time(st, 7, stage->finished_at) || bind_text(st, 8, stage->summary) ||
+	    bind_text(st, 9, stage->resume_token)) {
+		stmt_fail(s, st, "binding a stage update");
+		goto fail;
+	}
+	if (stmt_run(s, st, "updating a stage") != 0)
+		goto fail;
+	if (sqlite3_changes(s->db) == 0) {
+		log_error("store: updating stage %s of run %lld failed: no such stage",
+			  stage->name != NULL ? stage->name : "(null)", (long long)stage->run_id);
+		goto fail;
+	}
+	if (stage->attempt >= 1 && stage_attempt_record(s, stage) != 0)
+		goto fail;
+	return store_commit(s);
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+static void run_from_row(sqlite3_stmt *st, struct store_run *run)
+{
+	run->id = sqlite3_column_int64(st, 0);
+	run->pipeline = column_strdup(st, 1);
+	run->status = column_status(st, 2);
+	run->repo = column_strdup(st, 3);
+	run->sha = column_strdup(st, 4);
+	run->branch = column_strdup(st, 5);
+	run->event_id = column_strdup(st, 6);
+	run->event_kind = column_strdup(st, 7);
+	run->concurrency_group = column_strdup(st, 8);
+	run->lock_name = column_strdup(st, 9);
+	run->definition = column_strdup(st, 10);
+	run->workspace = column_strdup(st, 11);
+	run->attempt = sqlite3_column_int(st, 12);
+	run->created_at = sqlite3_column_int64(st, 13);
+	run->started_at = sqlite3_column_int64(st, 14);
+	run->finished_at = sqlite3_column_int64(st, 15);
+}
+
+/* 0 and *run filled, 1 when there is no such run, -1 on error (logged). */
+static int run_read(struct store *s, int64_t id, struct store_run *run)
+{
+	sqlite3_stmt *st = s->run_get;
+	if (bind_int64(st, 1, id) != SQLITE_OK)
+		return stmt_fail(s, st, "binding a run lookup");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		stmt_done(st);
+		return 1;
+	}
+	if (rc != SQLITE_ROW)
+		return stmt_fail(s, st, "reading a run");
+	run_from_row(st, run);
+	stmt_done(st);
+	return 0;
+}
+
+/* The stages of a run ordered by idx; *stages is NULL when there are none. */
+static int stages_read(struct store *s, int64_t run_id, struct store_stage **stages, size_t *n)
+{
+	sqlite3_stmt *st = s->stages_get;
+	struct store_stage *v = NULL;
+	size_t count = 0, cap = 0;
+	int rc;
+	*stages = NULL;
+	*n = 0;
+	if (bind_int64(st, 1, run_id) != SQLITE_OK)
+		return stmt_fail(s, st, "binding a stage lookup");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		struct store_stage *stage = &v[count++];
+		stage->run_id = sqlite3_column_int64(st, 0);
+		stage->name = column_strdup(st, 1);
+		stage->idx = sqlite3_column_int(st, 2);
+		stage->status = column_status(st, 3);
+		stage->attempt = sqlite3_column_int(st, 4);
+		stage->exit_code = column_exit_code(st, 5);
+		stage->started_at = sqlite3_column_int64(st, 6);
+		stage->finished_at = sqlite3_column_int64(st, 7);
+		stage->summary = column_strdup(st, 8);
+		stage->resume_token = column_strdup(st, 9);
+	}
+	if (rc != SQLITE_DONE) {
+		store_stages_free(v, count);
+		return stmt_fail(s, st, "reading stages");
+	}
+	stmt_done(st);
+	*stages = v;
+	*n = count;
+	return 0;
+}
+
+/*
+ * Fills *run (and, when stages is not NULL, the stages ordered by idx).
+ * On any failure, including "no such run" (logged), returns -1 with *run
+ * zeroed and no stages, so clearing it is always safe.
+ */
+int store_run_load(struct store *s, int64_t id, struct store_run *run, struct store_stage **stages,
+		   size_t *n_stages)
+{
+	memset(run, 0, sizeof *run);
+	if (stages != NULL) {
+		*stages = NULL;
+		*n_stages = 0;
+	}
+	int rc = run_read(s, id, run);
+	if (rc == 1)
+		log_error("store: loading run %lld failed: no such run", (long long)id);
+	if (rc != 0)
+		return -1;
+	if (stages != NULL && stages_read(s, id, stages, n_stages) != 0) {
+		store_run_clear(run);
+		return -1;
+	}
+	return 0;
+}
+
+void store_run_clear(struct store_run *run)
+{
+	if (run == NULL)
+		return;
+	free(run->pipeline);
+	free(run->repo);
+	free(run->sha);
+	free(run->branch);
+	free(run->event_id);
+	free(run->event_kind);
+	free(run->concurrency_group);
+	free(run->lock_name);
+	free(run->definition);
+	free(run->workspace);
+	memset(run, 0, sizeof *run);
+}
+
+void store_stages_free(struct store_stage *stages, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(stages[i].name);
+		free(stages[i].summary);
+		free(stages[i].resume_token);
+	}
+	free(stages);
+}
+
+int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st = s->runs_unfinished;
+	int64_t *v = NULL;
+	size_t count = 0, cap = 0;
+	int rc;
+	*ids = NULL;
+	*n = 0;
+	if (bind_status(st, 1, STATUS_QUEUED) || bind_status(st, 2, STATUS_RUNNING))
+		return stmt_fail(s, st, "binding the unfinished-runs query");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		v[count++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return stmt_fail(s, st, "listing unfinished runs");
+	}
+	stmt_done(st);
+	*ids = v;
+	*n = count;
+	return 0;
+}
+
+/* ---- outputs ---- */
+
+int store_output_set(struct store *s, int64_t run_id, const char *stage, const char *key,
+		     const char *value)
+{
+	sqlite3_stmt *st = s->output_set;
+	if (bind_int64(st, 1, run_id) || bind_text(st, 2, stage) || bind_text(st, 3, key) ||
+	    bind_text(st, 4, value))
+		return stmt_fail(s, st, "binding an output");
+	return stmt_run(s, st, "setting an output");
+}
+
+/* ---- JSON ---- */
+
+/*
+ * A JSON string for text read back from the database. Text that is not valid
+ * UTF-8 (a plugin's summary of raw process output, say) keeps its ASCII and
+ * has every other byte replaced by '?', so the API never drops a field.
+ */
+static json_t *json_text(const char *s)
+{
+	if (s == NULL)
+		return json_null();
+	json_t *j = json_string(s);
+	if (j != NULL)
+		return j;
+	char *copy = xstrdup(s);
+	for (char *p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
+static json_t *json_time(int64_t epoch_ms)
+{
+	if (epoch_ms == 0)
+		return json_null();
+	char buf[40];
+	time_format_iso8601(epoch_ms, buf, sizeof buf);
+	return json_string(buf);
+}
+
+/* Sets obj[key] = value (consumed) even when key is not valid UTF-8. */
+static void json_set_any_key(json_t *obj, const char *key, json_t *value)
+{
+	json_t *probe = json_string(key);
+	if (probe != NULL) {
+		json_decref(probe);
+		json_object_set_new(obj, key, value);
+		return;
+	}
+	probe = json_text(key);
+	json_object_set_new(obj, json_string_value(probe), value);
+	json_decref(probe);
+}
+
+/* Every output of a run, grouped by stage; NULL on error (logged). */
+json_t *store_outputs_get(struct store *s, int64_t run_id)
+{
+	sqlite3_stmt *st = s->outputs_get;
+	if (bind_int64(st, 1, run_id) != SQLITE_OK) {
+		stmt_fail(s, st, "binding an outputs lookup");
+		return NULL;
+	}
+	json_t *outputs = json_object();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *stage = (const char *)sqlite3_column_text(st, 0);
+		const char *key = (const char *)sqlite3_column_text(st, 1);
+		const char *value = (const char *)sqlite3_column_text(st, 2);
+		json_t *of_stage = json_object_get(outputs, stage);
+		if (of_stage == NULL) {
+			of_stage = json_object();
+			json_set_any_key(outputs, stage, of_stage);
+		}
+		json_set_any_key(of_stage, key, json_text(value));
+	}
+	if (rc != SQLITE_DONE) {
+		json_decref(outputs);
+		stmt_fail(s, st, "reading outputs");
+		return NULL;
+	}
+	stmt_done(st);
+	return outputs;
+}
+
+static json_t *run_to_json(const struct store_run *run, const struct store_stage *stages,
+			   size_t n_stages)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_integer(run->id));
+	json_object_set_new(o, "pipeline", json_text(run->pipeline));
+	json_object_set_new(o, "status", json_string(status_name(run->status)));
+	json_object_set_new(o, "repo", json_text(run->repo));
+	json_object_set_new(o, "sha", json_text(run->sha));
+	json_object_set_new(o, "branch", json_text(run->branch));
+	json_object_set_new(o, "event_id", json_text(run->event_id));
+	json_object_set_new(o, "event_kind", json_text(run->event_kind));
+	json_object_set_new(o, "created_at", json_time(run->created_at));
+	json_object_set_new(o, "finished_at", json_time(run->finished_at));
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n_stages; i++) {
+		const struct store_stage *stage = &stages[i];
+		json_t *j = json_object();
+		json_object_set_new(j, "name", json_text(stage->name));
+		json_object_set_new(j, "status", json_string(status_name(stage->status)));
+		json_object_set_new(j, "attempt", json_integer(stage->attempt));
+		json_object_set_new(j, "exit_code",
+				    stage->exit_code < 0 ? json_null()
+							 : json_integer(stage->exit_code));
+		json_object_set_new(j, "started_at", json_time(stage->started_at));
+		json_object_set_new(j, "finished_at", json_time(stage->finished_at));
+		json_object_set_new(j, "summary", json_text(stage->summary));
+		json_array_append_new(arr, j);
+	}
+	json_object_set_new(o, "stages", arr);
+	return o;
+}
+
+json_t *store_run_json(struct store *s, int64_t id)
+{
+	struct store_run run = {0};
+	struct store_stage *stages = NULL;
+	size_t n = 0;
+	if (run_read(s, id, &run) != 0)
+		return NULL;
+	json_t *j = NULL;
+	if (stages_read(s, id, &stages, &n) == 0)
+		j = run_to_json(&run, stages, n);
+	store_run_clear(&run);
+	store_stages_free(stages, n);
+	return j;
+}
+
+/*
+ * Newest first, at most filter->limit (0: 100, capped at 1000) runs with
+ * id < before_id, each with its stages. An unknown status matches nothing.
+ * NULL filter means no filter. NULL on error (logged).
+ */
+json_t *store_runs_json(struct store *s, const struct store_run_filter *filter)
+{
+	const struct store_run_filter none = {0};
+	if (filter == NULL)
+		filter = &none;
+	unsigned mask = (filter->pipeline != NULL ? RUNS_BY_PIPELINE : 0) |
+			(filter->status != NULL ? RUNS_BY_STATUS : 0) |
+			(filter->repo != NULL ? RUNS_BY_REPO : 0);
+	int limit = filter->limit <= 0 ? STORE_RUNS_LIMIT_DEFAULT : filter->limit;
+	if (limit > STORE_RUNS_LIMIT_MAX)
+		limit = STORE_RUNS_LIMIT_MAX;
+	sqlite3_stmt *st = s->runs_list[mask];
+	if (bind_text(st, 1, filter->pipeline) || bind_text(st, 2, filter->status) ||
+	    bind_text(st, 3, filter->repo) ||
+	    bind_int64(st, 4, filter->before_id > 0 ? filter->before_id : INT64_MAX) ||
+	    sqlite3_bind_int(st, 5, limit)) {
+		stmt_fail(s, st, "binding the run list");
+		return NULL;
+	}
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_run run = {0};
+		struct store_stage *stages;
+		size_t n;
+		run_from_row(st, &run);
+		if (stages_read(s, run.id, &stages, &n) != 0) {
+			store_run_clear(&run);
+			stmt_done(st);
+			json_decref(arr);
+			return NULL;
+		}
+		json_array_append_new(arr, run_to_json(&run, stages, n));
+		store_run_clear(&run);
+		store_stages_free(stages, n);
+	}
+	if (rc != SQLITE_DONE) {
+		json_decref(arr);
+		stmt_fail(s, st, "listing runs");
+		return NULL;
+	}
+	stmt_done(st);
+	return arr;
+}
+
+/* ---- outbox ---- */
+
+/* The new item's id (ids only grow, never reused), or -1. */
+int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
+			 size_t value_len)
+{
+	sqlite3_stmt *st = s->outbox_add;
+	if (bind_text(st, 1, topic) || bind_text(st, 2, key) ||
+	    sqlite3_bind_blob64(st, 3, value != NULL ? value : "", value != NULL ? value_len : 0,
+				SQLITE_STATIC) ||
+	    bind_int64(st, 4, now_ms()))
+		return stmt_fail(s, st, "binding an outbox item");
+	if (stmt_run(s, st, "adding an outbox item") != 0)
+		return -1;
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+/* Each value is copied with a NUL after its value_len bytes, so text can be used as is. */
+int store_outbox_next(struct store *s, int64_t after_id, size_t max,
+		      struct store_outbox_item **items, size_t *n)
+{
+	sqlite3_stmt *st = s->outbox_next;
+	struct store_outbox_item *v = NULL;
+	size_t count = 0, cap = 0;
+	int rc;
+	*items = NULL;
+	*n = 0;
+	if (max == 0)
+		return 0;
+	if (bind_int64(st, 1, after_id) ||
+	    bind_int64(st, 2, max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max))
+		return stmt_fail(s, st, "binding the outbox query");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		struct store_outbox_item *item = &v[count++];
+		item->id = sqlite3_column_int64(st, 0);
+		item->topic = column_strdup(st, 1);
+		item->key = column_strdup(st, 2);
+		const void *blob = sqlite3_column_blob(st, 3);
+		size_t len = (size_t)sqlite3_column_bytes(st, 3);
+		item->value = xmalloc(len + 1);
+		if (len > 0)
+			memcpy(item->value, blob, len);
+		item->value[len] = '\0';
+		item->value_len = len;
+	}
+	if (rc != SQLITE_DONE) {
+		store_outbox_items_free(v, count);
+		return stmt_fail(s, st, "reading the outbox");
+	}
+	stmt_done(st);
+	*items = v;
+	*n = count;
+	return 0;
+}
+
+void store_outbox_items_free(struct store_outbox_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(items[i].topic);
+		free(items[i].key);
+		free(items[i].value);
+	}
+	free(items);
+}
+
+/* Deleting an id that is not there is not an error (acks can repeat). */
+int store_outbox_delete(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st = s->outbox_delete;
+	if (bind_int64(st, 1, id) != SQLITE_OK)
+		return stmt_fail(s, st, "binding an outbox delete");
+	return stmt_run(s, st, "deleting an outbox item");
+}
+
+int64_t store_outbox_count(struct store *s)
+{
+	sqlite3_stmt *st = s->outbox_count;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return stmt_fail(s, st, "counting the outbox");
+	int64_t count = sqlite3_column_int64(st, 0);
+	stmt_done(st);
+	return count;
+}
