@@ -96,7 +96,7 @@ static const char *const migrations[] = {
     " PRIMARY KEY (run_id, stage, key));"
     "CREATE TABLE outbox ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " topic TEXT NOT NULL, key TEXT, value BLOB,"
+    " topic TEXT NOT NULL, key TEXT, value BLOB, headers BLOB,"
     " created_at INTEGER NOT NULL);",
 };
 
@@ -151,8 +151,9 @@ static const struct stmt_spec stmt_specs[] = {
 		     " ON CONFLICT (run_id, stage, key) DO UPDATE SET value = excluded.value"),
     STMT(outputs_get, "SELECT stage, key, value FROM outputs WHERE run_id = ?1"
 		      " ORDER BY stage, key"),
-    STMT(outbox_add, "INSERT INTO outbox (topic, key, value, created_at) VALUES (?1, ?2, ?3, ?4)"),
-    STMT(outbox_next, "SELECT id, topic, key, value FROM outbox WHERE id > ?1 ORDER BY id"
+    STMT(outbox_add, "INSERT INTO outbox (topic, key, value, created_at, headers)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5)"),
+    STMT(outbox_next, "SELECT id, topic, key, value, headers FROM outbox WHERE id > ?1 ORDER BY id"
 		      " LIMIT ?2"),
     STMT(outbox_delete, "DELETE FROM outbox WHERE id = ?1"),
     STMT(outbox_count, "SELECT count(*) FROM outbox"),
@@ -1051,11 +1052,20 @@ json_t *store_runs_json(struct store *s, const struct store_run_filter *filter)
 int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
 			 size_t value_len)
 {
+	return store_outbox_add_full(s, topic, key, value, value_len, NULL, 0);
+}
+
+int64_t store_outbox_add_full(struct store *s, const char *topic, const char *key,
+			      const void *value, size_t value_len, const void *headers,
+			      size_t headers_len)
+{
 	sqlite3_stmt *st = s->outbox_add;
 	if (bind_text(st, 1, topic) || bind_text(st, 2, key) ||
 	    sqlite3_bind_blob64(st, 3, value != NULL ? value : "", value != NULL ? value_len : 0,
 				SQLITE_STATIC) ||
-	    bind_int64(st, 4, now_ms()))
+	    bind_int64(st, 4, now_ms()) ||
+	    (headers != NULL ? sqlite3_bind_blob64(st, 5, headers, headers_len, SQLITE_STATIC)
+			     : sqlite3_bind_null(st, 5)))
 		return stmt_fail(s, st, "binding an outbox item");
 	if (stmt_run(s, st, "adding an outbox item") != 0)
 		return -1;
@@ -1093,6 +1103,13 @@ int store_outbox_next(struct store *s, int64_t after_id, size_t max,
 			memcpy(item->value, blob, len);
 		item->value[len] = '\0';
 		item->value_len = len;
+		const void *hblob = sqlite3_column_blob(st, 4);
+		item->headers_len = (size_t)sqlite3_column_bytes(st, 4);
+		item->headers = NULL;
+		if (hblob != NULL && item->headers_len > 0) {
+			item->headers = xmalloc(item->headers_len);
+			memcpy(item->headers, hblob, item->headers_len);
+		}
 	}
 	if (rc != SQLITE_DONE) {
 		store_outbox_items_free(v, count);
@@ -1110,6 +1127,7 @@ void store_outbox_items_free(struct store_outbox_item *items, size_t n)
 		free(items[i].topic);
 		free(items[i].key);
 		free(items[i].value);
+		free(items[i].headers);
 	}
 	free(items);
 }

@@ -106,10 +106,16 @@ json_t *store_runs_json(struct store *s, const struct store_run_filter *filter);
 /* Outbox: results waiting for Kafka's acknowledgement. */
 int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
                          size_t value_len);
+/* The same with record headers (a blob packed by kafka_headers_pack), for dead letters. */
+int64_t store_outbox_add_full(struct store *s, const char *topic, const char *key,
+                              const void *value, size_t value_len, const void *headers,
+                              size_t headers_len);
 struct store_outbox_item {
 	int64_t id;
 	char *topic, *key, *value;
 	size_t value_len;
+	void *headers; /* NULL when none */
+	size_t headers_len;
 };
 /* Up to max items with id > after_id, oldest first (caller frees). */
 int store_outbox_next(struct store *s, int64_t after_id, size_t max,

@@ -1,0 +1,162 @@
+/*
+ * agent: builds the daemon's context, runs the loop, and takes it down in
+ * order: stop consuming, drain stages, commit offsets, flush results.
+ */
+#include "agent.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "intake.h"
+#include "kafka.h"
+#include "log.h"
+#include "plugin_host.h"
+#include "proc.h"
+#include "report.h"
+#include "scheduler.h"
+#include "store.h"
+#include "util.h"
+
+static void agent_on_idle(void *arg)
+{
+	struct agent *a = arg;
+	log_info("agent: no stage running; leaving the loop");
+	event_base_loopexit(a->base, NULL);
+}
+
+void agent_stop(struct agent *a)
+{
+	if (a->is_stopping)
+		return;
+	a->is_stopping = true;
+	log_info("agent: stopping: no new events; running stages get %lld ms to finish",
+	         (long long)a->cfg->stop_grace_ms);
+	if (a->intake != NULL)
+		intake_set_paused(a->intake, true);
+	scheduler_drain(a->sched, a->cfg->stop_grace_ms, agent_on_idle, a);
+}
+
+static void agent_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct agent *a = arg;
+	if (a->is_stopping) {
+		log_warn("agent: second %s: stopping now", strsignal((int)sig));
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	log_info("agent: %s received", strsignal((int)sig));
+	agent_stop(a);
+}
+
+static int agent_load_pipelines(struct agent *a)
+{
+	struct diags diags = {0};
+	struct plugin_catalog catalog = {.has_plugin = plugin_host_has, .arg = a->plugins};
+	int rc = pipeline_set_load_dir(&a->pipelines, a->cfg->pipelines_dir, &catalog, &diags);
+	for (size_t i = 0; i < diags.n; i++)
+		log_error("pipelines: %s:%d: %s", diags.items[i].file, diags.items[i].line,
+		          diags.items[i].message);
+	a->metrics.pipelines_refused += diags.n > 0 ? 1 : 0;
+	diags_free(&diags);
+	for (size_t i = 0; i < a->pipelines.n; i++)
+		log_info("pipelines: loaded %s (%zu stage(s)) from %s", a->pipelines.items[i]->name,
+		         a->pipelines.items[i]->n_stages, a->pipelines.items[i]->file);
+	return rc;
+}
+
+static void agent_teardown(struct agent *a)
+{
+	intake_free(a->intake);
+	a->intake = NULL;
+	admin_free(a->admin);
+	kafka_free(a->kafka, 5000);
+	a->kafka = NULL;
+	report_free(a->report);
+	scheduler_free(a->sched);
+	plugin_host_free(a->plugins);
+	proc_table_free(a->procs);
+	pipeline_set_free(&a->pipelines);
+	store_close(a->store);
+	if (a->sig_term != NULL)
+		event_free(a->sig_term);
+	if (a->sig_int != NULL)
+		event_free(a->sig_int);
+	if (a->base != NULL)
+		event_base_free(a->base);
+	config_free(a->cfg);
+}
+
+int agent_main(const char *config_path)
+{
+	struct agent agent = {0};
+	struct agent *a = &agent;
+	struct diags diags = {0};
+	a->cfg = config_load(config_path, &diags);
+	if (a->cfg == NULL) {
+		diags_print(&diags, stderr);
+		diags_free(&diags);
+		return 2;
+	}
+	diags_free(&diags);
+	signal(SIGPIPE, SIG_IGN);
+	char err[512];
+	int rc = 1;
+	a->base = event_base_new();
+	a->sig_term = evsignal_new(a->base, SIGTERM, agent_on_signal, a);
+	a->sig_int = evsignal_new(a->base, SIGINT, agent_on_signal, a);
+	event_add(a->sig_term, NULL);
+	event_add(a->sig_int, NULL);
+
+	log_info("agent: drover %s starting (config %s, state %s)", DROVER_VERSION,
+	         config_path != NULL ? config_path : "(embedded default)", a->cfg->state_dir);
+	a->store = store_open(a->cfg->state_dir, err, sizeof err);
+	if (a->store == NULL) {
+		log_error("agent: %s", err);
+		goto out;
+	}
+	a->procs = proc_table_new(a->base);
+	if (a->procs == NULL) {
+		log_error("agent: cannot watch child processes");
+		goto out;
+	}
+	a->plugins = plugin_host_new(scheduler_host_services());
+	int refused = plugin_host_load_dir(a->plugins, a->cfg->plugins_dir);
+	if (refused > 0)
+		a->metrics.plugins_refused += (uint64_t)refused;
+	agent_load_pipelines(a);
+	a->kafka = kafka_new(a->cfg, a->base, err, sizeof err);
+	if (a->kafka == NULL) {
+		log_error("agent: kafka: %s", err);
+		goto out;
+	}
+	a->report = report_new(a);
+	a->sched = scheduler_new(a);
+	if (scheduler_recover(a->sched) < 0) {
+		log_error("agent: cannot read unfinished runs from the store");
+		goto out;
+	}
+	a->admin = admin_new(a, err, sizeof err);
+	if (a->admin == NULL) {
+		log_error("agent: admin: %s", err);
+		goto out;
+	}
+	a->intake = intake_new(a, err, sizeof err);
+	if (a->intake == NULL) {
+		log_error("agent: intake: %s", err);
+		goto out;
+	}
+	log_info("agent: ready");
+	event_base_dispatch(a->base);
+	log_info("agent: committing offsets and flushing results");
+	rc = 0;
+out:
+	agent_teardown(a);
+	if (rc == 0)
+		log_info("agent: stopped");
+	return rc;
+}

@@ -1,0 +1,382 @@
+/*
+ * intake: consumer on the loop (DESIGN §7): the consumer queue wakes the
+ * loop through a pipe; a timer polls too so an idle consumer keeps its
+ * group membership. The offset of a record is stored only after the record
+ * (and its runs) are committed to SQLite, so a crash redelivers it and the
+ * unique event id turns the redelivery into a no-op.
+ */
+#include "intake.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "event.h"
+#include "kafka.h"
+#include "log.h"
+#include "report.h"
+#include "scheduler.h"
+#include "store.h"
+#include "util.h"
+
+#define INTAKE_BATCH 256
+
+struct intake {
+	struct agent *agent;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;
+	int wake_fds[2];
+	struct event *wake_ev, *poll_timer;
+	bool is_paused;
+	bool is_assigned;
+};
+
+static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	struct intake *in = opaque;
+	bool is_cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		log_info("intake: assigned %d partition(s)", parts->cnt);
+		if (is_cooperative) {
+			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+			if (e != NULL) {
+				log_error("intake: incremental assign: %s", rd_kafka_error_string(e));
+				rd_kafka_error_destroy(e);
+			}
+		} else {
+			rd_kafka_assign(rk, parts);
+		}
+		in->is_assigned = true;
+		if (in->is_paused)
+			rd_kafka_pause_partitions(rk, parts);
+	} else {
+		log_info("intake: %s %d partition(s)",
+		         rd_kafka_assignment_lost(rk) ? "lost" : "revoked", parts->cnt);
+		if (is_cooperative) {
+			rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+			if (e != NULL)
+				rd_kafka_error_destroy(e);
+		} else {
+			rd_kafka_assign(rk, NULL);
+			in->is_assigned = false;
+		}
+	}
+}
+
+/* The record's headers as event_header views (pointing into the message). */
+static size_t intake_headers(const rd_kafka_message_t *m, struct event_header *out, size_t max)
+{
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || h == NULL)
+		return 0;
+	size_t n = 0;
+	const char *name;
+	const void *value;
+	size_t size;
+	while (n < max && rd_kafka_header_get_all(h, n, &name, &value, &size) ==
+	                      RD_KAFKA_RESP_ERR_NO_ERROR) {
+		out[n].name = name;
+		out[n].value = value != NULL ? value : "";
+		out[n].value_len = value != NULL ? size : 0;
+		n++;
+	}
+	return n;
+}
+
+static void intake_store_offset(struct intake *in, const rd_kafka_message_t *m)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+	    m->offset + 1;
+	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, l);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("intake: storing offset %s[%d]@%lld failed: %s",
+		         rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset + 1,
+		         rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Sends the record as it came to the dead letter (via the outbox). */
+static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, const char *why)
+{
+	rd_kafka_headers_t *h = NULL;
+	size_t blob_len = 0;
+	void *blob = NULL;
+	if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		blob = kafka_headers_pack(h, &blob_len);
+	char *key = m->key != NULL ? xstrndup(m->key, m->key_len) : NULL;
+	int rc = report_dead_letter(in->agent->report, key, m->payload, m->len, blob, blob_len, why);
+	free(key);
+	free(blob);
+	return rc;
+}
+
+/*
+ * Decides what one valid event starts, all inside the caller's transaction.
+ * Returns how many runs were created, or -1.
+ */
+static int intake_admit(struct intake *in, const char *id, json_t *ev, const rd_kafka_message_t *m,
+                        int64_t **run_ids)
+{
+	struct agent *a = in->agent;
+	const char *repo = json_string_value(json_object_get(ev, "repo"));
+	if (a->cfg->n_repos > 0 && (repo == NULL || config_find_repo(a->cfg, repo) == NULL)) {
+		log_warn("intake: event %s: repository '%s' is not configured: refused", id,
+		         repo != NULL ? repo : "(none)");
+		a->metrics.events_refused++;
+		int rc = store_event_insert(a->store, id, ev, "refused", "repository not configured",
+		                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+		return rc < 0 ? -1 : 0;
+	}
+	size_t n_matched = 0;
+	for (size_t i = 0; i < a->pipelines.n; i++)
+		if (pipeline_match(a->pipelines.items[i], ev, NULL, 0))
+			n_matched++;
+	int rc = store_event_insert(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched", NULL,
+	                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+	if (rc != 0)
+		return rc < 0 ? -1 : -2; /* -2: a duplicate */
+	*run_ids = xcalloc(n_matched, sizeof **run_ids);
+	int n = 0;
+	for (size_t i = 0; i < a->pipelines.n; i++) {
+		const struct pipeline *p = a->pipelines.items[i];
+		char why[256];
+		if (!pipeline_match(p, ev, why, sizeof why)) {
+			log_debug("intake: event %s: pipeline %s: %s", id, p->name, why);
+			continue;
+		}
+		int64_t run_id = scheduler_run_create(a->sched, p, ev);
+		if (run_id < 0)
+			return -1;
+		(*run_ids)[n++] = run_id;
+	}
+	if (n == 0)
+		a->metrics.events_unmatched++;
+	else
+		a->metrics.events_accepted++;
+	return n;
+}
+
+static void intake_handle(struct intake *in, const rd_kafka_message_t *m)
+{
+	struct agent *a = in->agent;
+	a->metrics.events_received++;
+	struct event_header headers[64];
+	struct event_input input = {
+	    .topic = rd_kafka_topic_name(m->rkt),
+	    .partition = m->partition,
+	    .offset = m->offset,
+	    .headers = headers,
+	    .n_headers = intake_headers(m, headers, ARRAY_LEN(headers)),
+	    .payload = m->payload != NULL ? m->payload : "",
+	    .payload_len = m->len,
+	    .received_at_ms = now_ms(),
+	};
+	struct event_options opt;
+	config_event_options(a->cfg, &opt);
+	json_t *ev = NULL;
+	char err[512];
+	enum event_outcome outcome = event_normalize(&input, &opt, &ev, err, sizeof err);
+
+	if (store_begin(a->store) != 0)
+		goto retry_later;
+	int64_t *run_ids = NULL;
+	int n_runs = 0;
+	switch (outcome) {
+	case EVENT_OK: {
+		const char *id = json_string_value(json_object_get(ev, "id"));
+		n_runs = intake_admit(in, id, ev, m, &run_ids);
+		if (n_runs == -2) {
+			a->metrics.events_duplicate++;
+			log_info("intake: event %s seen before: nothing new started", id);
+			n_runs = 0;
+		} else if (n_runs >= 0) {
+			log_info("intake: event %s (%s %s %s) from %s[%d]@%lld: %d run(s)", id,
+			         json_string_value(json_object_get(ev, "kind")),
+			         json_string_value(json_object_get(ev, "action")),
+			         json_string_value(json_object_get(ev, "repo")), input.topic,
+			         m->partition, (long long)m->offset, n_runs);
+		}
+		break;
+	}
+	case EVENT_IGNORED:
+		a->metrics.events_ignored++;
+		log_info("intake: %s[%d]@%lld ignored: %s", input.topic, m->partition,
+		         (long long)m->offset, err);
+		break;
+	default:
+		if (outcome == EVENT_MALFORMED)
+			a->metrics.events_malformed++;
+		else if (outcome == EVENT_UNKNOWN)
+			a->metrics.events_unknown++;
+		else
+			a->metrics.events_too_large++;
+		log_warn("intake: %s[%d]@%lld dead-lettered (%s): %s", input.topic, m->partition,
+		         (long long)m->offset, event_outcome_name(outcome), err);
+		n_runs = intake_dead_letter(in, m, err) == 0 ? 0 : -1;
+		if (n_runs == 0)
+			a->metrics.events_dead_lettered++;
+		break;
+	}
+	if (n_runs < 0 || store_commit(a->store) != 0) {
+		store_rollback(a->store);
+		free(run_ids);
+		json_decref(ev);
+		goto retry_later;
+	}
+	intake_store_offset(in, m);
+	for (int i = 0; i < n_runs; i++)
+		scheduler_run_enqueue(a->sched, run_ids[i]);
+	free(run_ids);
+	json_decref(ev);
+	return;
+retry_later:
+	/* Not recorded: do not move the offset. Rewind so Kafka gives it again. */
+	log_error("intake: could not record %s[%d]@%lld; it will be redelivered",
+	          rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+	    m->offset;
+	rd_kafka_seek_partitions(in->rk, l, 0);
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void intake_poll(struct intake *in)
+{
+	for (int i = 0; i < INTAKE_BATCH; i++) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
+		if (m == NULL)
+			return;
+		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			intake_handle(in, m);
+		else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			in->agent->metrics.kafka_errors++;
+			log_warn("intake: %s", rd_kafka_message_errstr(m));
+		}
+		rd_kafka_message_destroy(m);
+		if (in->agent->is_stopping)
+			return;
+	}
+	/* A full batch: yield to the loop, then continue. */
+	event_active(in->wake_ev, EV_READ, 0);
+}
+
+static void intake_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	char buf[64];
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	intake_poll(arg);
+}
+
+static void intake_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	intake_poll(arg);
+}
+
+struct intake *intake_new(struct agent *a, char *err, size_t err_len)
+{
+	struct intake *in = xcalloc(1, sizeof *in);
+	in->agent = a;
+	in->wake_fds[0] = in->wake_fds[1] = -1;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_opaque(conf, in);
+	rd_kafka_conf_set_rebalance_cb(conf, intake_rebalance);
+	if (kafka_conf_apply(conf, a->cfg, kafka_brokers(a->kafka), err, err_len) != 0 ||
+	    rd_kafka_conf_set(conf, "group.id", a->cfg->kafka.group, err, err_len) !=
+	        RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, err_len) !=
+	        RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, err_len) !=
+	        RD_KAFKA_CONF_OK) {
+		rd_kafka_conf_destroy(conf);
+		free(in);
+		return NULL;
+	}
+	in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, err_len);
+	if (in->rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		free(in);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(in->rk);
+	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(topics, a->cfg->kafka.events_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_resp_err_t e = rd_kafka_subscribe(in->rk, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(err, err_len, "subscribe to %s: %s", a->cfg->kafka.events_topic,
+		         rd_kafka_err2str(e));
+		rd_kafka_destroy(in->rk);
+		free(in);
+		return NULL;
+	}
+	if (pipe2(in->wake_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+		snprintf(err, err_len, "pipe: %m");
+		rd_kafka_destroy(in->rk);
+		free(in);
+		return NULL;
+	}
+	in->queue = rd_kafka_queue_get_consumer(in->rk);
+	rd_kafka_queue_io_event_enable(in->queue, in->wake_fds[1], "1", 1);
+	in->wake_ev = event_new(a->base, in->wake_fds[0], EV_READ | EV_PERSIST, intake_on_wake, in);
+	event_add(in->wake_ev, NULL);
+	in->poll_timer = event_new(a->base, -1, EV_PERSIST, intake_on_timer, in);
+	struct timeval tv = {0, 250 * 1000};
+	event_add(in->poll_timer, &tv);
+	log_info("intake: consuming %s as group %s from %s", a->cfg->kafka.events_topic,
+	         a->cfg->kafka.group, kafka_brokers(a->kafka));
+	return in;
+}
+
+void intake_free(struct intake *in)
+{
+	if (in == NULL)
+		return;
+	event_free(in->wake_ev);
+	event_free(in->poll_timer);
+	rd_kafka_queue_io_event_enable(in->queue, -1, NULL, 0);
+	rd_kafka_queue_destroy(in->queue);
+	rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 0);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_warn("intake: final offset commit: %s", rd_kafka_err2str(err));
+	rd_kafka_consumer_close(in->rk);
+	rd_kafka_destroy(in->rk);
+	close(in->wake_fds[0]);
+	close(in->wake_fds[1]);
+	free(in);
+}
+
+void intake_set_paused(struct intake *in, bool is_paused)
+{
+	if (in->is_paused == is_paused)
+		return;
+	in->is_paused = is_paused;
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	if (rd_kafka_assignment(in->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (is_paused)
+		rd_kafka_pause_partitions(in->rk, parts);
+	else
+		rd_kafka_resume_partitions(in->rk, parts);
+	log_info("intake: %s %d partition(s)", is_paused ? "paused" : "resumed", parts->cnt);
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
+bool intake_is_assigned(const struct intake *in)
+{
+	return in->is_assigned;
+}
+
+bool intake_is_paused(const struct intake *in)
+{
+	return in->is_paused;
+}

@@ -1,0 +1,1192 @@
+/*
+ * scheduler: the state machine of runs and stages. Every move is written to
+ * the store (with its CDEvent in the outbox, same transaction) before it
+ * takes effect; the in-memory runs are a cache of the store's truth that a
+ * restart rebuilds. Runs are advanced only from one deferred "kick"
+ * callback, so no callback chain ever re-enters a run half-way through.
+ */
+#include "scheduler.h"
+
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "intake.h"
+#include "log.h"
+#include "pipeline.h"
+#include "plugin_host.h"
+#include "proc.h"
+#include "report.h"
+#include "stagelog.h"
+#include "store.h"
+#include "util.h"
+#include "workspace.h"
+
+enum run_phase { PHASE_WAITING, PHASE_CHECKOUT, PHASE_STAGES };
+
+struct stage_proc {
+	struct drover_stage *st; /* NULL once the stage ended: output and exit are dropped */
+	struct proc *proc;
+	void (*on_exit)(void *arg, struct drover_stage *stage, int exit_code, int term_signal);
+	void *arg;
+	struct stage_proc *next;
+};
+
+struct stage_timer {
+	struct drover_stage *st;
+	struct event *ev;
+	void (*cb)(void *arg, struct drover_stage *stage);
+	void *arg;
+	struct stage_timer *next;
+};
+
+/* The host's view of a stage; plugins see it as an opaque pointer. */
+struct drover_stage {
+	struct run *run;
+	size_t idx;
+	const struct pipeline_stage *def;
+	struct store_stage rec;
+	void *plugin_data;
+	struct stage_proc *procs;
+	struct stage_timer *timers;
+	struct event *timeout_ev, *retry_ev, *force_ev;
+	struct stagelog *log;
+	char *outputs_path;
+	json_t *outputs; /* earlier stages' outputs, read at start */
+	int last_exit_code;
+	bool is_active, is_timing_out, is_cancelling, is_interrupted;
+};
+
+struct run {
+	struct scheduler *s;
+	struct store_run rec;
+	struct pipeline *pl;
+	json_t *event;
+	char *dir, *event_path, *workspace;
+	struct drover_stage *stages;
+	size_t n_stages;
+	enum run_phase phase;
+	struct workspace_job *checkout;
+	struct stagelog *checkout_log;
+	char *checkout_error;
+	bool is_cancelling;
+	struct run *next;
+};
+
+struct scheduler {
+	struct agent *agent;
+	struct run *runs; /* oldest first */
+	size_t n_runs;
+	size_t n_running;
+	struct event *kick_ev;
+	struct event *drain_ev;
+	bool is_draining;
+	void (*on_idle)(void *arg);
+	void *idle_arg;
+};
+
+static void scheduler_kick(struct scheduler *s);
+static void stage_finish(struct drover_stage *st, enum status status, const char *summary);
+
+/* ---- small helpers ---- */
+
+static const char *json_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+static char *env_name_part(const char *s)
+{
+	char *out = xstrdup(s);
+	for (char *p = out; *p != '\0'; p++)
+		*p = isalnum((unsigned char)*p) ? (char)toupper((unsigned char)*p) : '_';
+	return out;
+}
+
+static void run_save(struct run *run)
+{
+	store_run_update(run->s->agent->store, &run->rec);
+}
+
+static enum status status_of_result(enum drover_result r)
+{
+	switch (r) {
+	case DROVER_SUCCEEDED:
+		return STATUS_SUCCEEDED;
+	case DROVER_FAILED:
+		return STATUS_FAILED;
+	case DROVER_CANCELLED:
+		return STATUS_CANCELLED;
+	case DROVER_TIMED_OUT:
+		return STATUS_TIMED_OUT;
+	default:
+		return STATUS_ERROR;
+	}
+}
+
+/* ---- creating and loading runs ---- */
+
+int64_t scheduler_run_create(struct scheduler *s, const struct pipeline *p, const json_t *event)
+{
+	struct agent *a = s->agent;
+	char *definition = json_dumps(p->definition, JSON_COMPACT);
+	struct store_run run = {
+	    .pipeline = p->name,
+	    .status = STATUS_QUEUED,
+	    .repo = (char *)json_str(event, "repo"),
+	    .sha = (char *)json_str(event, "sha"),
+	    .branch = (char *)json_str(event, "branch"),
+	    .event_id = (char *)json_str(event, "id"),
+	    .event_kind = (char *)json_str(event, "kind"),
+	    .concurrency_group = pipeline_expand(p->concurrency_group, event),
+	    .lock_name = pipeline_expand(p->lock, event),
+	    .definition = definition,
+	    .attempt = 1,
+	    .created_at = now_ms(),
+	};
+	int64_t id = -1;
+	if (store_run_insert(a->store, &run) != 0)
+		goto out;
+	for (size_t i = 0; i < p->n_stages; i++) {
+		struct store_stage st = {.run_id = run.id,
+		                         .name = p->stages[i].name,
+		                         .idx = (int)i,
+		                         .status = STATUS_QUEUED,
+		                         .exit_code = -1};
+		if (store_stage_insert(a->store, &st) != 0)
+			goto out;
+	}
+	if (report_pipelinerun(a->report, &run, "queued") != 0)
+		goto out;
+	a->metrics.runs_created++;
+	id = run.id;
+out:
+	free(run.concurrency_group);
+	free(run.lock_name);
+	free(definition);
+	return id;
+}
+
+static void run_free(struct run *run)
+{
+	for (size_t i = 0; i < run->n_stages; i++) {
+		struct drover_stage *st = &run->stages[i];
+		for (struct stage_proc *sp = st->procs; sp != NULL; sp = sp->next)
+			sp->st = NULL;
+		while (st->timers != NULL) {
+			struct stage_timer *t = st->timers;
+			st->timers = t->next;
+			event_free(t->ev);
+			free(t);
+		}
+		if (st->timeout_ev != NULL)
+			event_free(st->timeout_ev);
+		if (st->retry_ev != NULL)
+			event_free(st->retry_ev);
+		if (st->force_ev != NULL)
+			event_free(st->force_ev);
+		stagelog_close(st->log);
+		free(st->outputs_path);
+		json_decref(st->outputs);
+		free(st->rec.name);
+		free(st->rec.summary);
+		free(st->rec.resume_token);
+	}
+	free(run->stages);
+	stagelog_close(run->checkout_log);
+	store_run_clear(&run->rec);
+	pipeline_free(run->pl);
+	json_decref(run->event);
+	free(run->dir);
+	free(run->event_path);
+	free(run->workspace);
+	free(run->checkout_error);
+	free(run);
+}
+
+/* Builds the in-memory run from the store. NULL when it cannot be (logged). */
+static struct run *run_load(struct scheduler *s, int64_t id)
+{
+	struct agent *a = s->agent;
+	struct run *run = xcalloc(1, sizeof *run);
+	run->s = s;
+	struct store_stage *stages = NULL;
+	size_t n = 0;
+	if (store_run_load(a->store, id, &run->rec, &stages, &n) != 0) {
+		log_error("scheduler: run %lld cannot be loaded", (long long)id);
+		free(run);
+		return NULL;
+	}
+	json_t *def = json_loads(run->rec.definition, 0, NULL);
+	struct diags diags = {0};
+	run->pl = def != NULL ? pipeline_from_json(def, "(stored)", NULL, &diags) : NULL;
+	json_decref(def);
+	run->event = store_event_get(a->store, run->rec.event_id);
+	if (run->pl == NULL || run->event == NULL || run->pl->n_stages != n) {
+		log_error("scheduler: run %lld: stored pipeline or event is unreadable",
+		          (long long)id);
+		diags_free(&diags);
+		store_stages_free(stages, n);
+		run->n_stages = 0;
+		run_free(run);
+		return NULL;
+	}
+	diags_free(&diags);
+	run->dir = xasprintf("%s/runs/%lld", a->cfg->state_dir, (long long)id);
+	run->event_path = xasprintf("%s/event.json", run->dir);
+	run->workspace = xasprintf("%s/workspaces/%lld", a->cfg->state_dir, (long long)id);
+	run->n_stages = n;
+	run->stages = xcalloc(n, sizeof *run->stages);
+	for (size_t i = 0; i < n; i++) {
+		struct drover_stage *st = &run->stages[i];
+		st->run = run;
+		st->idx = i;
+		st->rec = stages[i];
+		st->def = &run->pl->stages[i];
+		st->last_exit_code = -1;
+	}
+	free(stages); /* the strings moved into the stages */
+	return run;
+}
+
+static bool run_shares_key(const struct run *a, const struct run *b)
+{
+	if (a->rec.concurrency_group != NULL && b->rec.concurrency_group != NULL &&
+	    strcmp(a->rec.concurrency_group, b->rec.concurrency_group) == 0)
+		return true;
+	return a->rec.lock_name != NULL && b->rec.lock_name != NULL &&
+	       strcmp(a->rec.lock_name, b->rec.lock_name) == 0;
+}
+
+static void run_cancel(struct run *run, const char *why);
+
+void scheduler_run_enqueue(struct scheduler *s, int64_t run_id)
+{
+	struct run *run = run_load(s, run_id);
+	if (run == NULL)
+		return;
+	if (run->pl->cancel_in_progress && run->rec.concurrency_group != NULL) {
+		for (struct run *o = s->runs; o != NULL; o = o->next) {
+			if (o->rec.concurrency_group != NULL && !o->is_cancelling &&
+			    strcmp(o->rec.concurrency_group, run->rec.concurrency_group) == 0) {
+				char *why = xasprintf("superseded by run %lld in group %s",
+				                      (long long)run->rec.id, o->rec.concurrency_group);
+				run_cancel(o, why);
+				free(why);
+			}
+		}
+	}
+	struct run **tail = &s->runs;
+	while (*tail != NULL)
+		tail = &(*tail)->next;
+	*tail = run;
+	s->n_runs++;
+	log_info("scheduler: run %lld (%s) queued for %s %s", (long long)run->rec.id,
+	         run->rec.pipeline, run->rec.repo != NULL ? run->rec.repo : "-",
+	         run->rec.sha != NULL ? run->rec.sha : (run->rec.branch ? run->rec.branch : "-"));
+	scheduler_kick(s);
+}
+
+/* ---- stage processes (host service: spawn) ---- */
+
+static void stage_proc_output(void *arg, const char *data, size_t len)
+{
+	struct stage_proc *sp = arg;
+	if (sp->st != NULL && sp->st->log != NULL)
+		stagelog_write(sp->st->log, data, len);
+}
+
+static void stage_proc_exit(void *arg, int exit_code, int term_signal)
+{
+	struct stage_proc *sp = arg;
+	struct drover_stage *st = sp->st;
+	if (st != NULL) {
+		for (struct stage_proc **pp = &st->procs; *pp != NULL; pp = &(*pp)->next) {
+			if (*pp == sp) {
+				*pp = sp->next;
+				break;
+			}
+		}
+		st->last_exit_code = exit_code;
+		if (st->is_active && sp->on_exit != NULL)
+			sp->on_exit(sp->arg, st, exit_code, term_signal);
+	}
+	free(sp);
+}
+
+static void env_add(char ***env, size_t *n, char *entry)
+{
+	*env = xrealloc(*env, (*n + 2) * sizeof **env);
+	(*env)[(*n)++] = entry;
+	(*env)[*n] = NULL;
+}
+
+/* The whole environment of a stage process: a few of the agent's, DROVER_*,
+ * earlier stages' outputs, then the plugin's extras. Caller frees. */
+static char **stage_env(struct drover_stage *st, const char *const *extra)
+{
+	static const char *const passed[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG",
+	                                     "LC_ALL", "TZ", "TMPDIR", "SHELL"};
+	struct run *run = st->run;
+	const json_t *ev = run->event;
+	char **env = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < ARRAY_LEN(passed); i++)
+		if (getenv(passed[i]) != NULL)
+			env_add(&env, &n, xasprintf("%s=%s", passed[i], getenv(passed[i])));
+	const json_t *pr = json_object_get(ev, "pr");
+	const json_t *drift = json_object_get(ev, "drift");
+	char pr_number[32] = "";
+	if (json_is_integer(json_object_get(pr, "number")))
+		snprintf(pr_number, sizeof pr_number, "%lld",
+		         (long long)json_integer_value(json_object_get(pr, "number")));
+	const char *model = json_str(drift, "model");
+	env_add(&env, &n, xasprintf("DROVER_RUN_ID=%lld", (long long)run->rec.id));
+	env_add(&env, &n, xasprintf("DROVER_PIPELINE=%s", run->rec.pipeline));
+	env_add(&env, &n, xasprintf("DROVER_STAGE=%s", st->rec.name));
+	env_add(&env, &n, xasprintf("DROVER_ATTEMPT=%d", st->rec.attempt));
+	env_add(&env, &n, xasprintf("DROVER_EVENT_KIND=%s", json_str(ev, "kind") ?: ""));
+	env_add(&env, &n, xasprintf("DROVER_EVENT_ACTION=%s", json_str(ev, "action") ?: ""));
+	env_add(&env, &n, xasprintf("DROVER_EVENT_FILE=%s", run->event_path));
+	env_add(&env, &n, xasprintf("DROVER_REPO=%s", run->rec.repo ?: ""));
+	env_add(&env, &n, xasprintf("DROVER_SHA=%s", run->rec.sha ?: ""));
+	env_add(&env, &n, xasprintf("DROVER_BRANCH=%s", run->rec.branch ?: ""));
+	env_add(&env, &n, xasprintf("DROVER_PR=%s", pr_number));
+	env_add(&env, &n, xasprintf("DROVER_MODEL=%s", model ?: ""));
+	env_add(&env, &n, xasprintf("DROVER_WORKSPACE=%s", run->workspace));
+	env_add(&env, &n, xasprintf("DROVER_OUTPUTS=%s", st->outputs_path));
+	const char *stage_name;
+	json_t *kv;
+	json_object_foreach(st->outputs, stage_name, kv)
+	{
+		const char *key;
+		json_t *value;
+		char *sname = env_name_part(stage_name);
+		json_object_foreach(kv, key, value)
+		{
+			char *kname = env_name_part(key);
+			env_add(&env, &n,
+			        xasprintf("DROVER_OUTPUT_%s_%s=%s", sname, kname,
+			                  json_string_value(value) ?: ""));
+			free(kname);
+		}
+		free(sname);
+	}
+	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+		env_add(&env, &n, xstrdup(extra[i]));
+	return env;
+}
+
+static void env_free(char **env)
+{
+	for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
+}
+
+static int host_spawn(struct drover_stage *st, const struct drover_spawn *spec)
+{
+	struct agent *a = st->run->s->agent;
+	if (!st->is_active) {
+		log_warn("scheduler: a plugin spawned for stage %s after it ended", st->rec.name);
+		return -1;
+	}
+	char **env = stage_env(st, spec->env);
+	struct stage_proc *sp = xcalloc(1, sizeof *sp);
+	sp->st = st;
+	sp->on_exit = spec->on_exit;
+	sp->arg = spec->arg;
+	struct proc_spec ps = {.argv = spec->argv,
+	                       .envp = (const char *const *)env,
+	                       .cwd = spec->cwd != NULL ? spec->cwd : st->run->workspace};
+	char err[256];
+	sp->proc = proc_spawn(a->procs, &ps, stage_proc_output, stage_proc_exit, sp, err, sizeof err);
+	env_free(env);
+	if (sp->proc == NULL) {
+		stagelog_printf(st->log, "cannot start %s: %s", spec->argv[0], err);
+		free(sp);
+		return -1;
+	}
+	sp->next = st->procs;
+	st->procs = sp;
+	return 0;
+}
+
+static void stage_kill_procs(struct drover_stage *st, int64_t grace_ms)
+{
+	for (struct stage_proc *sp = st->procs; sp != NULL; sp = sp->next)
+		proc_kill(sp->proc, grace_ms);
+}
+
+/* ---- the other host services ---- */
+
+static const json_t *host_stage_with(struct drover_stage *st)
+{
+	return st->def->with;
+}
+
+static const char *host_stage_param(struct drover_stage *st, const char *name)
+{
+	return json_string_value(json_object_get(st->def->with, name));
+}
+
+static const json_t *host_stage_event(struct drover_stage *st)
+{
+	return st->run->event;
+}
+
+static const char *host_stage_name(struct drover_stage *st)
+{
+	return st->rec.name;
+}
+
+static const char *host_stage_workspace(struct drover_stage *st)
+{
+	return st->run->workspace;
+}
+
+static int host_stage_attempt(struct drover_stage *st)
+{
+	return st->rec.attempt;
+}
+
+static void *host_stage_get_data(struct drover_stage *st)
+{
+	return st->plugin_data;
+}
+
+static void host_stage_set_data(struct drover_stage *st, void *data)
+{
+	st->plugin_data = data;
+}
+
+static void host_log(struct drover_stage *st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (st->log != NULL)
+		stagelog_printf(st->log, "%s", msg);
+	free(msg);
+}
+
+static void stage_timer_fire(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct stage_timer *t = arg;
+	struct drover_stage *st = t->st;
+	for (struct stage_timer **pp = &st->timers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	event_free(t->ev);
+	void (*cb)(void *, struct drover_stage *) = t->cb;
+	void *cb_arg = t->arg;
+	free(t);
+	if (st->is_active)
+		cb(cb_arg, st);
+}
+
+static int host_set_timer(struct drover_stage *st, int64_t delay_ms,
+                          void (*cb)(void *arg, struct drover_stage *stage), void *arg)
+{
+	if (!st->is_active)
+		return -1;
+	struct stage_timer *t = xcalloc(1, sizeof *t);
+	t->st = st;
+	t->cb = cb;
+	t->arg = arg;
+	t->ev = evtimer_new(st->run->s->agent->base, stage_timer_fire, t);
+	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+	evtimer_add(t->ev, &tv);
+	t->next = st->timers;
+	st->timers = t;
+	return 0;
+}
+
+static int host_save_resume_token(struct drover_stage *st, const char *token)
+{
+	free(st->rec.resume_token);
+	st->rec.resume_token = token != NULL ? xstrdup(token) : NULL;
+	return store_stage_update(st->run->s->agent->store, &st->rec);
+}
+
+static int host_set_output(struct drover_stage *st, const char *key, const char *value)
+{
+	return store_output_set(st->run->s->agent->store, st->run->rec.id, st->rec.name, key,
+	                        value);
+}
+
+static void host_done(struct drover_stage *st, enum drover_result result, const char *summary)
+{
+	if (!st->is_active) {
+		log_warn("scheduler: stage %s of run %lld ended twice; the second is ignored",
+		         st->rec.name, (long long)st->run->rec.id);
+		return;
+	}
+	enum status status = status_of_result(result);
+	if (st->is_timing_out)
+		status = STATUS_TIMED_OUT;
+	else if (st->is_cancelling)
+		status = STATUS_CANCELLED;
+	else if (st->is_interrupted)
+		status = STATUS_ERROR;
+	stage_finish(st, status, summary);
+}
+
+static const struct drover_host host_services = {
+    .abi = DROVER_PLUGIN_ABI,
+    .size = sizeof(struct drover_host),
+    .stage_with = host_stage_with,
+    .stage_param = host_stage_param,
+    .stage_event = host_stage_event,
+    .stage_name = host_stage_name,
+    .stage_workspace = host_stage_workspace,
+    .stage_attempt = host_stage_attempt,
+    .stage_get_data = host_stage_get_data,
+    .stage_set_data = host_stage_set_data,
+    .log = host_log,
+    .spawn = host_spawn,
+    .set_timer = host_set_timer,
+    .save_resume_token = host_save_resume_token,
+    .set_output = host_set_output,
+    .done = host_done,
+};
+
+const struct drover_host *scheduler_host_services(void)
+{
+	return &host_services;
+}
+
+/* ---- stage state machine ---- */
+
+static void stage_on_force(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct drover_stage *st = arg;
+	if (!st->is_active)
+		return;
+	stagelog_printf(st->log, "the plugin did not end the stage after it was told to stop");
+	host_done(st, DROVER_ERROR, "did not stop when told to");
+}
+
+/* Tells a running stage to stop (timeout, cancel, agent stop). It still ends through done(). */
+static void stage_stop(struct drover_stage *st)
+{
+	struct agent *a = st->run->s->agent;
+	const struct loaded_plugin *lp = plugin_host_find(a->plugins, st->def->uses);
+	if (lp != NULL && lp->desc->cancel != NULL)
+		lp->desc->cancel(lp->state, st);
+	if (!st->is_active)
+		return;
+	stage_kill_procs(st, a->cfg->stage_kill_grace_ms);
+	if (st->force_ev == NULL)
+		st->force_ev = evtimer_new(a->base, stage_on_force, st);
+	struct timeval tv = {(a->cfg->stage_kill_grace_ms + 5000) / 1000, 0};
+	evtimer_add(st->force_ev, &tv);
+}
+
+static void stage_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct drover_stage *st = arg;
+	if (!st->is_active)
+		return;
+	char dur[32];
+	snprintf(dur, sizeof dur, "%llds", (long long)(st->def->timeout_ms / 1000));
+	stagelog_printf(st->log, "timed out after %s: stopping the stage's processes", dur);
+	log_warn("scheduler: run %lld stage %s timed out after %s", (long long)st->run->rec.id,
+	         st->rec.name, dur);
+	st->is_timing_out = true;
+	stage_stop(st);
+}
+
+static void stage_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct drover_stage *st = arg;
+	scheduler_kick(st->run->s);
+}
+
+/* Reads key=value lines a stage appended to DROVER_OUTPUTS into the store. */
+static void stage_collect_outputs(struct drover_stage *st)
+{
+	char *text = file_read_all(st->outputs_path, 1024 * 1024, NULL);
+	if (text == NULL)
+		return;
+	struct store *store = st->run->s->agent->store;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		if (eq == NULL || eq == line)
+			continue;
+		*eq = '\0';
+		bool is_ok = !isdigit((unsigned char)line[0]);
+		for (char *p = line; *p != '\0'; p++)
+			is_ok = is_ok && (isalnum((unsigned char)*p) || *p == '_');
+		if (!is_ok) {
+			stagelog_printf(st->log, "output key '%s' ignored: use letters, digits, _",
+			                line);
+			continue;
+		}
+		store_output_set(store, st->run->rec.id, st->rec.name, line, eq + 1);
+	}
+	free(text);
+}
+
+static void stage_record(struct drover_stage *st, const char *phase)
+{
+	struct agent *a = st->run->s->agent;
+	store_begin(a->store);
+	store_stage_update(a->store, &st->rec);
+	if (phase != NULL)
+		report_taskrun(a->report, &st->run->rec, &st->rec, phase);
+	store_commit(a->store);
+}
+
+static void stage_set_summary(struct drover_stage *st, const char *summary)
+{
+	free(st->rec.summary);
+	st->rec.summary = summary != NULL ? xstrdup(summary) : NULL;
+}
+
+/* Ends an attempt: records it, then decides on a retry. */
+static void stage_finish(struct drover_stage *st, enum status status, const char *summary)
+{
+	struct run *run = st->run;
+	struct scheduler *s = run->s;
+	struct agent *a = s->agent;
+	st->is_active = false;
+	s->n_running--;
+	a->metrics.stages_finished++;
+	if (st->timeout_ev != NULL)
+		evtimer_del(st->timeout_ev);
+	if (st->force_ev != NULL)
+		evtimer_del(st->force_ev);
+	while (st->timers != NULL) {
+		struct stage_timer *t = st->timers;
+		st->timers = t->next;
+		event_free(t->ev);
+		free(t);
+	}
+	/* Whatever the plugin left running goes now; its output is dropped. */
+	for (struct stage_proc *sp = st->procs; sp != NULL; sp = sp->next) {
+		proc_kill(sp->proc, 0);
+		sp->st = NULL;
+	}
+	st->procs = NULL;
+	if (status == STATUS_SUCCEEDED)
+		stage_collect_outputs(st);
+
+	st->rec.status = status;
+	st->rec.finished_at = now_ms();
+	st->rec.exit_code = st->last_exit_code;
+	stage_set_summary(st, summary);
+	stagelog_printf(st->log, "stage %s attempt %d %s%s%s", st->rec.name, st->rec.attempt,
+	                status_name(status), summary != NULL ? ": " : "",
+	                summary != NULL ? summary : "");
+	stagelog_close(st->log);
+	st->log = NULL;
+	stage_record(st, "finished");
+	log_info("scheduler: run %lld stage %s attempt %d %s%s%s", (long long)run->rec.id,
+	         st->rec.name, st->rec.attempt, status_name(status), summary != NULL ? ": " : "",
+	         summary != NULL ? summary : "");
+
+	bool is_retryable = status == STATUS_FAILED || status == STATUS_TIMED_OUT ||
+	                    status == STATUS_ERROR;
+	int retries_used = st->rec.attempt - 1;
+	if (is_retryable && !run->is_cancelling && retries_used < st->def->retry.attempts) {
+		int64_t delay = pipeline_retry_delay_ms(&st->def->retry, retries_used + 1);
+		st->rec.attempt++;
+		st->rec.status = STATUS_QUEUED;
+		st->rec.started_at = 0;
+		st->rec.finished_at = 0;
+		st->rec.exit_code = -1;
+		stage_set_summary(st, NULL);
+		stage_record(st, NULL);
+		log_info("scheduler: run %lld stage %s: attempt %d in %lld ms",
+		         (long long)run->rec.id, st->rec.name, st->rec.attempt, (long long)delay);
+		if (st->retry_ev == NULL)
+			st->retry_ev = evtimer_new(a->base, stage_on_retry, st);
+		struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+		evtimer_add(st->retry_ev, &tv);
+	}
+	if (s->is_draining && s->n_running == 0 && s->on_idle != NULL)
+		scheduler_kick(s);
+	scheduler_kick(s);
+}
+
+/* A stage that will not run (its needs failed, the run was cancelled, ...). */
+static void stage_settle(struct drover_stage *st, enum status status, const char *summary)
+{
+	st->rec.status = status;
+	stage_set_summary(st, summary);
+	stage_record(st, NULL);
+}
+
+static void stage_start(struct drover_stage *st)
+{
+	struct run *run = st->run;
+	struct scheduler *s = run->s;
+	struct agent *a = s->agent;
+	if (st->rec.attempt == 0)
+		st->rec.attempt = 1;
+	st->rec.status = STATUS_RUNNING;
+	st->rec.started_at = now_ms();
+	st->rec.finished_at = 0;
+	st->rec.exit_code = -1;
+	st->last_exit_code = -1;
+	st->is_timing_out = st->is_cancelling = st->is_interrupted = false;
+	stage_set_summary(st, NULL);
+	st->is_active = true;
+	s->n_running++;
+	a->metrics.stages_started++;
+
+	char *log_path = xasprintf("%s/logs/%lld/%s.%d.log", a->cfg->state_dir,
+	                           (long long)run->rec.id, st->rec.name, st->rec.attempt);
+	st->log = stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets, a->cfg->n_secrets);
+	free(log_path);
+	free(st->outputs_path);
+	st->outputs_path = xasprintf("%s/outputs/%s.%d.env", run->dir, st->rec.name,
+	                             st->rec.attempt);
+	unlink(st->outputs_path);
+	json_decref(st->outputs);
+	st->outputs = store_outputs_get(a->store, run->rec.id);
+	stage_record(st, "started");
+	log_info("scheduler: run %lld stage %s attempt %d started (%s)", (long long)run->rec.id,
+	         st->rec.name, st->rec.attempt, st->def->uses);
+	if (st->log == NULL) {
+		stage_finish(st, STATUS_ERROR, "cannot open the stage log");
+		return;
+	}
+	stagelog_printf(st->log, "stage %s attempt %d of run %lld (%s) on %s", st->rec.name,
+	                st->rec.attempt, (long long)run->rec.id, run->rec.pipeline,
+	                run->rec.sha != NULL ? run->rec.sha : "-");
+
+	const struct loaded_plugin *lp = plugin_host_find(a->plugins, st->def->uses);
+	char err[256];
+	if (lp == NULL) {
+		snprintf(err, sizeof err, "plugin '%s' is not loaded", st->def->uses);
+		stage_finish(st, STATUS_ERROR, err);
+		return;
+	}
+	if (plugin_check_with(lp->desc, st->def->with, err, sizeof err) != 0) {
+		stage_finish(st, STATUS_ERROR, err);
+		return;
+	}
+	if (st->timeout_ev == NULL)
+		st->timeout_ev = evtimer_new(a->base, stage_on_timeout, st);
+	struct timeval tv = {st->def->timeout_ms / 1000, (st->def->timeout_ms % 1000) * 1000};
+	evtimer_add(st->timeout_ev, &tv);
+	if (lp->desc->start(lp->state, st) != 0 && st->is_active)
+		stage_finish(st, STATUS_ERROR, "the plugin could not start the stage");
+}
+
+/* ---- run state machine ---- */
+
+static bool run_is_settled(const struct run *run)
+{
+	for (size_t i = 0; i < run->n_stages; i++)
+		if (!status_is_terminal(run->stages[i].rec.status) || run->stages[i].is_active)
+			return false;
+	return true;
+}
+
+static enum status run_outcome(const struct run *run)
+{
+	if (run->is_cancelling)
+		return STATUS_CANCELLED;
+	if (run->checkout_error != NULL)
+		return STATUS_ERROR;
+	static const enum status order[] = {STATUS_FAILED, STATUS_TIMED_OUT, STATUS_ERROR,
+	                                    STATUS_CANCELLED};
+	for (size_t k = 0; k < ARRAY_LEN(order); k++)
+		for (size_t i = 0; i < run->n_stages; i++)
+			if (run->stages[i].rec.status == order[k])
+				return order[k];
+	return STATUS_SUCCEEDED;
+}
+
+static void run_on_remove_workspace(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	char *path = arg;
+	rm_rf(path);
+	free(path);
+}
+
+static void run_finish(struct run *run)
+{
+	struct agent *a = run->s->agent;
+	run->rec.status = run_outcome(run);
+	run->rec.finished_at = now_ms();
+	store_begin(a->store);
+	run_save(run);
+	report_pipelinerun(a->report, &run->rec, "finished");
+	store_commit(a->store);
+	a->metrics.runs_finished++;
+	log_info("scheduler: run %lld (%s) %s", (long long)run->rec.id, run->rec.pipeline,
+	         status_name(run->rec.status));
+	if (run->rec.status == STATUS_SUCCEEDED || run->rec.status == STATUS_CANCELLED) {
+		rm_rf(run->workspace);
+	} else if (a->cfg->keep_failed_workspace_ms > 0) {
+		/* Kept for a post-mortem; the timer is freed with the base at exit. */
+		int64_t ms = a->cfg->keep_failed_workspace_ms;
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		event_base_once(a->base, -1, EV_TIMEOUT, run_on_remove_workspace,
+		                xstrdup(run->workspace), &tv);
+	} else {
+		rm_rf(run->workspace);
+	}
+}
+
+static void run_on_checkout(void *arg, int rc, const char *sha, const char *error)
+{
+	struct run *run = arg;
+	struct agent *a = run->s->agent;
+	run->checkout = NULL;
+	stagelog_close(run->checkout_log);
+	run->checkout_log = NULL;
+	if (rc != 0 || run->is_cancelling) {
+		run->checkout_error = xstrdup(error != NULL ? error : "cancelled");
+		log_warn("scheduler: run %lld: checkout failed: %s", (long long)run->rec.id,
+		         run->checkout_error);
+		for (size_t i = 0; i < run->n_stages; i++)
+			if (run->stages[i].rec.status == STATUS_QUEUED) {
+				char *why = xasprintf("checkout failed: %s", run->checkout_error);
+				stage_settle(&run->stages[i],
+				             run->is_cancelling ? STATUS_CANCELLED : STATUS_SKIPPED,
+				             why);
+				free(why);
+			}
+	} else if (run->rec.sha == NULL || strcmp(run->rec.sha, sha) != 0) {
+		free(run->rec.sha);
+		run->rec.sha = xstrdup(sha);
+		run_save(run);
+	}
+	(void)a;
+	run->phase = PHASE_STAGES;
+	scheduler_kick(run->s);
+}
+
+/* Leaves the queue: records the start and prepares the workspace. */
+static void run_begin(struct run *run)
+{
+	struct agent *a = run->s->agent;
+	run->rec.status = STATUS_RUNNING;
+	if (run->rec.started_at == 0)
+		run->rec.started_at = now_ms();
+	free(run->rec.workspace);
+	run->rec.workspace = xstrdup(run->workspace);
+	store_begin(a->store);
+	run_save(run);
+	report_pipelinerun(a->report, &run->rec, "started");
+	store_commit(a->store);
+
+	char *outputs = xasprintf("%s/outputs", run->dir);
+	char *logs = xasprintf("%s/logs/%lld", a->cfg->state_dir, (long long)run->rec.id);
+	char *workspaces = xasprintf("%s/workspaces", a->cfg->state_dir);
+	mkdir_p(outputs, 0750);
+	mkdir_p(logs, 0750);
+	mkdir_p(workspaces, 0750);
+	char *text = json_dumps(run->event, JSON_INDENT(2));
+	FILE *f = fopen(run->event_path, "we");
+	if (f != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+	free(text);
+	free(outputs);
+	free(workspaces);
+
+	run->phase = PHASE_STAGES;
+	if (!run->pl->checkout) {
+		rm_rf(run->workspace);
+		mkdir_p(run->workspace, 0750);
+	} else {
+		const struct repo_config *rc =
+		    run->rec.repo != NULL ? config_find_repo(a->cfg, run->rec.repo) : NULL;
+		const char *url = rc != NULL ? rc->url : json_str(run->event, "clone_url");
+		char *log_path = xasprintf("%s/checkout.log", logs);
+		run->checkout_log = stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets,
+		                                  a->cfg->n_secrets);
+		free(log_path);
+		if (url == NULL || run->rec.repo == NULL || run->checkout_log == NULL) {
+			run->phase = PHASE_CHECKOUT;
+			run_on_checkout(run, -1, NULL, "the event names no repository to fetch");
+		} else {
+			run->phase = PHASE_CHECKOUT;
+			run->checkout = workspace_checkout(a, run->rec.repo, url, run->rec.sha,
+			                                   run->rec.branch, run->workspace,
+			                                   run->checkout_log, run_on_checkout, run);
+			if (run->checkout == NULL)
+				run_on_checkout(run, -1, NULL, "the checkout could not start");
+		}
+	}
+	free(logs);
+	log_info("scheduler: run %lld (%s) started", (long long)run->rec.id, run->rec.pipeline);
+}
+
+static void run_cancel(struct run *run, const char *why)
+{
+	if (run->is_cancelling)
+		return;
+	run->is_cancelling = true;
+	log_info("scheduler: cancelling run %lld: %s", (long long)run->rec.id, why);
+	if (run->checkout != NULL)
+		workspace_cancel(run->checkout);
+	for (size_t i = 0; i < run->n_stages; i++) {
+		struct drover_stage *st = &run->stages[i];
+		if (st->is_active) {
+			st->is_cancelling = true;
+			if (st->log != NULL)
+				stagelog_printf(st->log, "cancelled: %s", why);
+			stage_stop(st);
+		} else if (st->rec.status == STATUS_QUEUED) {
+			if (st->retry_ev != NULL)
+				evtimer_del(st->retry_ev);
+			stage_settle(st, STATUS_CANCELLED, why);
+		}
+	}
+	scheduler_kick(run->s);
+}
+
+/* Starts what can start. Returns true when the run is over. */
+static bool run_advance(struct run *run)
+{
+	struct scheduler *s = run->s;
+	struct agent *a = s->agent;
+	bool has_changed = true;
+	while (has_changed) {
+		has_changed = false;
+		for (size_t i = 0; i < run->n_stages; i++) {
+			struct drover_stage *st = &run->stages[i];
+			if (st->rec.status != STATUS_QUEUED || st->is_active ||
+			    (st->retry_ev != NULL && evtimer_pending(st->retry_ev, NULL)))
+				continue;
+			bool is_ready = true;
+			const char *failed_need = NULL;
+			for (size_t k = 0; k < st->def->n_needs; k++) {
+				enum status ns = run->stages[st->def->needs_idx[k]].rec.status;
+				if (ns == STATUS_SUCCEEDED)
+					continue;
+				if (status_is_terminal(ns) && !run->stages[st->def->needs_idx[k]].is_active)
+					failed_need = st->def->needs[k];
+				is_ready = false;
+			}
+			if (failed_need != NULL) {
+				char *why = xasprintf("needs %s, which did not succeed", failed_need);
+				stage_settle(st, STATUS_SKIPPED, why);
+				free(why);
+				has_changed = true;
+				continue;
+			}
+			if (is_ready && !s->is_draining && s->n_running < (size_t)a->cfg->max_parallel) {
+				stage_start(st);
+				has_changed = true;
+			}
+		}
+	}
+	return run_is_settled(run);
+}
+
+/* ---- the kick: the one place runs move ---- */
+
+static void scheduler_update_backpressure(struct scheduler *s)
+{
+	struct agent *a = s->agent;
+	if (a->intake == NULL || a->is_stopping)
+		return;
+	size_t mark = (size_t)a->cfg->max_queued_runs;
+	if (s->n_runs >= mark) {
+		if (!intake_is_paused(a->intake))
+			log_info("scheduler: %zu runs queued or running (high-water mark %zu): "
+			         "pausing intake",
+			         s->n_runs, mark);
+		intake_set_paused(a->intake, true);
+	} else if (s->n_runs <= mark / 2) {
+		intake_set_paused(a->intake, false);
+	}
+}
+
+static void scheduler_on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct scheduler *s = arg;
+	/* Keys (groups, locks) held by earlier runs, or wanted by an earlier waiting run. */
+	struct run **holders = xcalloc(s->n_runs + 1, sizeof *holders);
+	size_t n_holders = 0;
+	for (struct run **pp = &s->runs; *pp != NULL;) {
+		struct run *run = *pp;
+		if (run->phase == PHASE_WAITING) {
+			bool is_blocked = false;
+			for (size_t i = 0; i < n_holders && !is_blocked; i++)
+				is_blocked = run_shares_key(holders[i], run);
+			if (run->is_cancelling) {
+				is_blocked = false; /* nothing to wait for: it ends now */
+			} else if (!is_blocked && !s->is_draining) {
+				run_begin(run);
+			}
+			if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL)
+				holders[n_holders++] = run;
+			if (run->phase == PHASE_WAITING && !run->is_cancelling) {
+				pp = &run->next;
+				continue;
+			}
+		} else if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL) {
+			holders[n_holders++] = run;
+		}
+		if (run->phase == PHASE_CHECKOUT ||
+		    (run->phase == PHASE_WAITING && !run->is_cancelling) || !run_advance(run)) {
+			pp = &run->next;
+			continue;
+		}
+		/* Settled: remove it (and from the holders, so later runs may start). */
+		run_finish(run);
+		for (size_t i = 0; i < n_holders; i++)
+			if (holders[i] == run)
+				holders[i] = holders[--n_holders];
+		*pp = run->next;
+		s->n_runs--;
+		run_free(run);
+		scheduler_kick(s); /* a freed key may let an earlier-skipped run start */
+	}
+	free(holders);
+	scheduler_update_backpressure(s);
+	if (s->is_draining && s->n_running == 0 && s->on_idle != NULL) {
+		void (*cb)(void *) = s->on_idle;
+		s->on_idle = NULL;
+		cb(s->idle_arg);
+	}
+}
+
+static void scheduler_kick(struct scheduler *s)
+{
+	event_active(s->kick_ev, EV_TIMEOUT, 0);
+}
+
+struct scheduler *scheduler_new(struct agent *a)
+{
+	struct scheduler *s = xcalloc(1, sizeof *s);
+	s->agent = a;
+	s->kick_ev = event_new(a->base, -1, 0, scheduler_on_kick, s);
+	return s;
+}
+
+void scheduler_free(struct scheduler *s)
+{
+	if (s == NULL)
+		return;
+	while (s->runs != NULL) {
+		struct run *run = s->runs;
+		s->runs = run->next;
+		run_free(run);
+	}
+	event_free(s->kick_ev);
+	if (s->drain_ev != NULL)
+		event_free(s->drain_ev);
+	free(s);
+}
+
+size_t scheduler_active_runs(const struct scheduler *s)
+{
+	return s->n_runs;
+}
+
+size_t scheduler_running_stages(const struct scheduler *s)
+{
+	return s->n_running;
+}
+
+/* ---- restart and stop ---- */
+
+int scheduler_recover(struct scheduler *s)
+{
+	struct agent *a = s->agent;
+	int64_t *ids = NULL;
+	size_t n = 0;
+	if (store_runs_unfinished(a->store, &ids, &n) != 0)
+		return -1;
+	int taken = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct run *run = run_load(s, ids[i]);
+		if (run == NULL)
+			continue;
+		for (size_t k = 0; k < run->n_stages; k++) {
+			struct drover_stage *st = &run->stages[k];
+			if (st->rec.status != STATUS_RUNNING)
+				continue;
+			/* Its process died with the old agent: that attempt ends in error. */
+			st->rec.status = STATUS_ERROR;
+			st->rec.finished_at = now_ms();
+			stage_set_summary(st, "interrupted: the agent stopped while the stage ran");
+			stage_record(st, "finished");
+			if (st->rec.attempt - 1 < st->def->retry.attempts) {
+				st->rec.attempt++;
+				st->rec.status = STATUS_QUEUED;
+				st->rec.started_at = st->rec.finished_at = 0;
+				stage_set_summary(st, NULL);
+				stage_record(st, NULL);
+			}
+			log_info("scheduler: run %lld stage %s was running at the last stop: %s",
+			         (long long)run->rec.id, st->rec.name,
+			         st->rec.status == STATUS_QUEUED ? "retrying as a new attempt"
+			                                         : "failed (no retries left)");
+		}
+		struct run **tail = &s->runs;
+		while (*tail != NULL)
+			tail = &(*tail)->next;
+		*tail = run;
+		s->n_runs++;
+		taken++;
+	}
+	free(ids);
+	if (taken > 0)
+		log_info("scheduler: took up %d unfinished run(s) from the last stop", taken);
+	scheduler_kick(s);
+	return taken;
+}
+
+static void scheduler_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct scheduler *s = arg;
+	log_warn("scheduler: stop grace period over: killing %zu running stage(s)", s->n_running);
+	for (struct run *run = s->runs; run != NULL; run = run->next) {
+		if (run->checkout != NULL)
+			workspace_cancel(run->checkout);
+		for (size_t i = 0; i < run->n_stages; i++) {
+			struct drover_stage *st = &run->stages[i];
+			if (!st->is_active)
+				continue;
+			st->is_interrupted = true;
+			stagelog_printf(st->log, "the agent is stopping: killing the stage");
+			stage_stop(st);
+		}
+	}
+}
+
+void scheduler_drain(struct scheduler *s, int64_t grace_ms, void (*on_idle)(void *arg),
+                     void *arg)
+{
+	s->is_draining = true;
+	s->on_idle = on_idle;
+	s->idle_arg = arg;
+	if (s->n_running > 0) {
+		log_info("scheduler: waiting up to %lld ms for %zu running stage(s)",
+		         (long long)grace_ms, s->n_running);
+		s->drain_ev = evtimer_new(s->agent->base, scheduler_on_drain_timeout, s);
+		struct timeval tv = {grace_ms / 1000, (grace_ms % 1000) * 1000};
+		evtimer_add(s->drain_ev, &tv);
+	}
+	scheduler_kick(s);
+}

@@ -1,0 +1,56 @@
+/*
+ * scheduler: runs and their stages. Creates runs for matched events, starts
+ * them when their concurrency group and lock allow, checks out the commit,
+ * starts stages whose needs succeeded (at most max_parallel at once),
+ * enforces timeouts, retries with backoff, cancels older runs of a group,
+ * and records every move in the store. Implements the host services that
+ * plugins call.
+ */
+#ifndef DROVER_SCHEDULER_H
+#define DROVER_SCHEDULER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <drover/plugin.h>
+
+struct agent;
+struct pipeline;
+struct scheduler;
+
+struct scheduler *scheduler_new(struct agent *a);
+/* Kills whatever still runs (without recording) and frees. */
+void scheduler_free(struct scheduler *s);
+
+/* The services table handed to plugins. */
+const struct drover_host *scheduler_host_services(void);
+
+/*
+ * Records a queued run of p for event (and its stages, and the "queued"
+ * result) inside the caller's transaction. Returns the run id, or -1.
+ */
+int64_t scheduler_run_create(struct scheduler *s, const struct pipeline *p, const json_t *event);
+/* After the transaction committed: load the run and start it when it may. */
+void scheduler_run_enqueue(struct scheduler *s, int64_t run_id);
+
+/*
+ * After a restart: every run left queued or running is taken up again.
+ * A stage that was running is retried as a new attempt or failed, as its
+ * retry policy says. Returns the number of runs taken up, or -1.
+ */
+int scheduler_recover(struct scheduler *s);
+
+size_t scheduler_active_runs(const struct scheduler *s);
+size_t scheduler_running_stages(const struct scheduler *s);
+
+/*
+ * Orderly stop: no new stage starts; running stages get grace_ms to finish,
+ * then their process groups are killed and they are recorded as interrupted
+ * (to be retried after the restart if their policy allows). on_idle runs
+ * once when nothing runs any more.
+ */
+void scheduler_drain(struct scheduler *s, int64_t grace_ms, void (*on_idle)(void *arg),
+                     void *arg);
+
+#endif
