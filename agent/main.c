@@ -19,7 +19,8 @@ static void usage(FILE *out)
 	      "  logs     [-c FILE] RUN STAGE [--attempt N]\n"
 	      "  validate [-c FILE] FILE|DIR...\n"
 	      "  plan     [-c FILE] [--github-event NAME | --azure | --cloudevent] [--json] FILE\n"
-	      "  version\n",
+	      "  version\n"
+	      "\n(emit and plan also take --drift for drover drift JSON)\n",
 	      out);
 }
 

@@ -20,7 +20,7 @@ is_once=false
 packaging/install-deps.sh
 gen=()
 command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
-cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build "${gen[@]}" >/dev/null
 cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
 drover=build/drover
 

@@ -4,7 +4,7 @@
 #   packaging/test.sh              install deps, build, run all tests (plain and ASan+UBSan)
 #   packaging/test.sh --quick      plain build only
 #
-# Builds go to build/ (plain, Debug) and build-asan/ (sanitizers). Unit tests
+# Builds go to build/ (plain, RelWithDebInfo) and build-asan/ (sanitizers). Unit tests
 # (cmocka), fuzz-corpus replays and end-to-end tests (the real binary on the
 # embedded broker with real git repositories) all run through ctest.
 set -euo pipefail
@@ -27,7 +27,7 @@ command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
 run_suite() {
 	local dir=$1; shift
 	echo "== configure $dir ($*)"
-	cmake -S . -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug "$@" >/dev/null
+	cmake -S . -B "$dir" "${gen[@]}" "$@" >/dev/null
 	echo "== build $dir"
 	cmake --build "$dir" -j "$jobs"
 	echo "== test $dir"
