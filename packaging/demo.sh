@@ -21,7 +21,7 @@ packaging/install-deps.sh
 gen=()
 command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
 cmake -S . -B build "${gen[@]}" >/dev/null
-cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
+cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target drover drover_plugins
 drover=build/drover
 
 # The project the event is about: examples/, committed to a local repository.

@@ -393,7 +393,7 @@ static void test_kill_takes_down_process_tree(void **state)
 	assert_int_equal(c.exit_code, -1);
 	assert_int_equal(c.term_signal, SIGTERM);
 	assert_null(strstr(c.out.data, "survived"));
-	pid_t pids[2];
+	pid_t pids[2] = {0, 0};
 	assert_int_equal(parse_pids(c.out.data, pids, 2), 2);
 	assert_pid_dies(pids[0]);
 	assert_pid_dies(pids[1]);
@@ -414,7 +414,7 @@ static void test_linger_kills_daemonised_grandchild(void **state)
 	assert_non_null(strstr(c.out.data, "started\n"));
 	assert_true(c.exited_at_ms - start_ms >= 200);
 	assert_true(c.exited_at_ms - start_ms < 3000);
-	pid_t pid;
+	pid_t pid = 0;
 	assert_int_equal(parse_pids(c.out.data, &pid, 1), 1);
 	assert_pid_dies(pid);
 	strbuf_free(&c.out);
@@ -525,7 +525,7 @@ static void test_table_free_kills_live_children(void **state)
 		event_base_loop(f->base, EVLOOP_ONCE);
 	event_free(safety);
 	assert_false(is_timed_out);
-	pid_t pids[2];
+	pid_t pids[2] = {0, 0};
 	assert_int_equal(parse_pids(b.out.data, pids, 2), 2);
 	assert_int_equal(proc_table_count(f->table), 2);
 
