@@ -4,6 +4,7 @@
  */
 #include "agent.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -119,6 +120,14 @@ int agent_main(const char *config_path)
 		log_error("agent: %s", err);
 		goto out;
 	}
+	/* Stages run in their workspace: every path handed to them must be absolute. */
+	char *state_abs = realpath(a->cfg->state_dir, NULL);
+	if (state_abs == NULL) {
+		log_error("agent: state_dir %s: %s", a->cfg->state_dir, strerror(errno));
+		goto out;
+	}
+	free(a->cfg->state_dir);
+	a->cfg->state_dir = state_abs;
 	a->procs = proc_table_new(a->base);
 	if (a->procs == NULL) {
 		log_error("agent: cannot watch child processes");
