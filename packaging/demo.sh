@@ -62,12 +62,16 @@ for _ in $(seq 1 60); do
 	sleep 0.5
 done
 
+event_id="demo-$(date +%s)"
 echo "demo: sending a GitHub push for $sha" >&2
-"$drover" emit --github-event push --id "demo-$(date +%s)" "$demo/push.json"
+"$drover" emit --github-event push --id "$event_id" "$demo/push.json"
 
 run=""
 for _ in $(seq 1 240); do
-	run=$("$drover" runs --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["id"] if r else "")')
+	run=$("$drover" runs --json | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["event_id"] == sys.argv[1]]
+print(runs[0]["id"] if runs else "")' "$event_id")
 	if [ -n "$run" ]; then
 		status=$("$drover" show "$run" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
 		case "$status" in queued | running) ;; *) break ;; esac
