@@ -4,7 +4,8 @@
 #   packaging/test.sh              install deps, build, run all tests (plain and ASan+UBSan)
 #   packaging/test.sh --quick      plain build only
 #
-# Builds go to build/ (plain, RelWithDebInfo) and build-asan/ (sanitizers). Unit tests
+# Builds go to build/ (plain, RelWithDebInfo), build-asan/ (sanitizers) and
+# build-fuzz/ (clang, libFuzzer). Unit tests
 # (cmocka), fuzz-corpus replays and end-to-end tests (the real binary on the
 # embedded broker with real git repositories) all run through ctest.
 set -euo pipefail
@@ -18,7 +19,7 @@ for arg in "$@"; do
 	esac
 done
 
-packaging/install-deps.sh
+if $is_quick; then packaging/install-deps.sh; else packaging/install-deps.sh --fuzz; fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
 gen=()
@@ -39,5 +40,18 @@ if ! $is_quick; then
 	# Tests run under ASan+UBSan too; leaks are reported at exit by LeakSanitizer.
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		run_suite build-asan -DDROVER_SANITIZE=ON
+	# Each libFuzzer harness runs a bounded time from its seed corpus (copied,
+	# so the repository's seeds stay as they are).
+	echo "== fuzz (libFuzzer, ${FUZZ_SECONDS:-20} s per harness)"
+	CC=clang cmake -S . -B build-fuzz "${gen[@]}" -DDROVER_FUZZ=ON >/dev/null
+	for src in tests/fuzz/fuzz_*.c; do
+		name=$(basename "$src" .c)
+		cmake --build build-fuzz -j "$jobs" --target "$name"
+		corpus=$(mktemp -d)
+		cp -r "tests/fuzz/corpus/${name#fuzz_}/." "$corpus/"
+		build-fuzz/tests/"$name" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -n 4
+		rm -rf "$corpus"
+	done
 fi
 echo "== all tests passed"
