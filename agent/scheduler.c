@@ -8,6 +8,7 @@
 #include "scheduler.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1109,6 +1110,42 @@ size_t scheduler_running_stages(const struct scheduler *s)
 
 /* ---- restart and stop ---- */
 
+/*
+ * Workspaces kept after a failure outlive their removal timer when the agent
+ * stops; at start, remove those of finished runs older than the keep time.
+ */
+static void scheduler_sweep_workspaces(struct scheduler *s)
+{
+	struct agent *a = s->agent;
+	char *dir = xasprintf("%s/workspaces", a->cfg->state_dir);
+	DIR *d = opendir(dir);
+	if (d == NULL) {
+		free(dir);
+		return;
+	}
+	int64_t now = now_ms();
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long long id = strtoll(de->d_name, &end, 10);
+		if (de->d_name[0] == '.' || *end != '\0')
+			continue;
+		bool is_active = false;
+		for (struct run *run = s->runs; run != NULL && !is_active; run = run->next)
+			is_active = run->rec.id == id;
+		char *path = xasprintf("%s/%s", dir, de->d_name);
+		struct stat st;
+		if (!is_active && stat(path, &st) == 0 &&
+		    now - (int64_t)st.st_mtime * 1000 >= a->cfg->keep_failed_workspace_ms) {
+			log_info("scheduler: removing the kept workspace of run %lld", id);
+			rm_rf(path);
+		}
+		free(path);
+	}
+	closedir(d);
+	free(dir);
+}
+
 int scheduler_recover(struct scheduler *s)
 {
 	struct agent *a = s->agent;
@@ -1152,6 +1189,7 @@ int scheduler_recover(struct scheduler *s)
 	free(ids);
 	if (taken > 0)
 		log_info("scheduler: took up %d unfinished run(s) from the last stop", taken);
+	scheduler_sweep_workspaces(s);
 	scheduler_kick(s);
 	return taken;
 }
