@@ -337,6 +337,13 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	return in;
 }
 
+/*
+ * Leaves the group with the final offsets committed, but never for longer
+ * than INTAKE_CLOSE_MS: a broker that is down must not keep the agent from
+ * stopping (the offsets not committed are redelivered and deduplicated).
+ */
+#define INTAKE_CLOSE_MS 10000
+
 void intake_free(struct intake *in)
 {
 	if (in == NULL)
@@ -345,11 +352,30 @@ void intake_free(struct intake *in)
 	event_free(in->poll_timer);
 	rd_kafka_queue_io_event_enable(in->queue, -1, NULL, 0);
 	rd_kafka_queue_destroy(in->queue);
-	rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 0);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_warn("intake: final offset commit: %s", rd_kafka_err2str(err));
-	rd_kafka_consumer_close(in->rk);
-	rd_kafka_destroy(in->rk);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
+	rd_kafka_error_t *e = rd_kafka_consumer_close_queue(in->rk, q);
+	if (e != NULL) {
+		log_warn("intake: closing the consumer: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	} else {
+		int64_t deadline = mono_ms() + INTAKE_CLOSE_MS;
+		while (!rd_kafka_consumer_closed(in->rk) && mono_ms() < deadline) {
+			rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+			if (ev == NULL)
+				continue;
+			if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+				intake_rebalance(in->rk, rd_kafka_event_error(ev),
+				                 rd_kafka_event_topic_partition_list(ev), in);
+			rd_kafka_event_destroy(ev);
+		}
+		if (!rd_kafka_consumer_closed(in->rk))
+			log_warn("intake: the broker did not answer within %d ms: leaving the "
+			         "group without committing (events since the last commit will "
+			         "be redelivered and recognised)",
+			         INTAKE_CLOSE_MS);
+	}
+	rd_kafka_queue_destroy(q);
+	rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	close(in->wake_fds[0]);
 	close(in->wake_fds[1]);
 	free(in);

@@ -7,6 +7,8 @@
 
 #include <event2/event.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +120,14 @@ static int kafka_start_embedded(struct kafka *k, const struct config *cfg, char 
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
+	/* The mock cluster's thread inherits our signal mask; librdkafka 2.0 gives
+	 * up on the cluster when its poll() is interrupted (by SIGCHLD from stage
+	 * processes), so the thread must be born with every signal blocked. */
+	sigset_t all, saved;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
 	k->mock = rd_kafka_mock_cluster_new(k->mock_rk, 1);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	if (k->mock == NULL) {
 		snprintf(err, err_len, "cannot start the embedded broker");
 		return -1;
