@@ -34,12 +34,32 @@ struct delivery {
 	void *arg;
 };
 
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3)
+		log_error("kafka: %s: %s", fac, buf);
+	else if (level <= 5)
+		log_warn("kafka: %s: %s", fac, buf);
+	else
+		log_debug("kafka: %s: %s", fac, buf);
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk, (void)opaque;
+	log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, const char *brokers,
                      char *err, size_t err_len)
 {
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, err_len) != RD_KAFKA_CONF_OK)
 		return -1;
 	rd_kafka_conf_set(conf, "client.id", "drover", NULL, 0);
+	/* librdkafka's messages go through drover's log, one escaped line each. */
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
 	const char *key;
 	json_t *value;
 	json_object_foreach(cfg->kafka.properties, key, value)
@@ -56,23 +76,6 @@ int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, const char
 		}
 	}
 	return 0;
-}
-
-static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	(void)rk;
-	if (level <= 3)
-		log_error("kafka: %s: %s", fac, buf);
-	else if (level <= 5)
-		log_warn("kafka: %s: %s", fac, buf);
-	else
-		log_debug("kafka: %s: %s", fac, buf);
-}
-
-static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-	(void)rk, (void)opaque;
-	log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
 static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
@@ -163,8 +166,6 @@ struct kafka *kafka_new(const struct config *cfg, struct event_base *base, char 
 	}
 
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
-	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
 	rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
 	if (kafka_conf_apply(conf, cfg, k->brokers, err, err_len) != 0 ||
 	    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, err_len) !=
