@@ -1,0 +1,318 @@
+/*
+ * Tests for kafka's pure parts: the header blob of the outbox (round trip,
+ * binary and null values, and hostile blobs that must neither crash nor
+ * read past their end — run under ASan), and kafka_conf_apply's refusal of
+ * bad user properties.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "util.h"
+
+/* Copies the blob into an allocation of exactly its size, so that ASan sees
+ * any read past its end. */
+static rd_kafka_headers_t *unpack_exact(const void *blob, size_t len)
+{
+	void *copy = xmalloc(len);
+	if (len > 0)
+		memcpy(copy, blob, len);
+	rd_kafka_headers_t *h = kafka_headers_unpack(copy, len);
+	free(copy);
+	return h;
+}
+
+static void assert_header(const rd_kafka_headers_t *h, size_t idx, const char *name,
+			  const void *value, size_t size)
+{
+	const char *got_name;
+	const void *got_value;
+	size_t got_size;
+	assert_int_equal(rd_kafka_header_get_all(h, idx, &got_name, &got_value, &got_size),
+			 RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_string_equal(got_name, name);
+	if (value == NULL) {
+		assert_null(got_value);
+		return;
+	}
+	assert_non_null(got_value);
+	assert_int_equal(got_size, size);
+	if (size > 0)
+		assert_memory_equal(got_value, value, size);
+}
+
+static void test_headers_round_trip(void **state)
+{
+	(void)state;
+	static const unsigned char binary[] = {0x00, 0x01, 0x00, 0xff, 0x7f, 0x00};
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+	rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+	rd_kafka_header_add(h, "binary", -1, binary, sizeof binary);
+	rd_kafka_header_add(h, "nothing", -1, NULL, 0);
+	rd_kafka_header_add(h, "empty", -1, "", 0);
+	rd_kafka_header_add(h, "dup", -1, "1", 1);
+	rd_kafka_header_add(h, "dup", -1, "2", 1);
+	rd_kafka_header_add(h, "ce_id", -1, "ünïcödé", -1);
+
+	size_t len = 0;
+	void *blob = kafka_headers_pack(h, &len);
+	assert_non_null(blob);
+	assert_true(len > 0);
+	rd_kafka_headers_t *back = unpack_exact(blob, len);
+	assert_non_null(back);
+	assert_int_equal(rd_kafka_header_cnt(back), 7);
+	assert_header(back, 0, "content-type", "application/json", 16);
+	assert_header(back, 1, "binary", binary, sizeof binary);
+	assert_header(back, 2, "nothing", NULL, 0);
+	assert_header(back, 3, "empty", "", 0);
+	assert_header(back, 4, "dup", "1", 1);
+	assert_header(back, 5, "dup", "2", 1);
+	assert_header(back, 6, "ce_id", "ünïcödé", strlen("ünïcödé"));
+
+	/* packing what was unpacked gives the same blob */
+	size_t len2 = 0;
+	void *blob2 = kafka_headers_pack(back, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(blob2, blob, len);
+	free(blob2);
+
+	rd_kafka_headers_destroy(back);
+	rd_kafka_headers_destroy(h);
+	free(blob);
+}
+
+static void test_headers_empty(void **state)
+{
+	(void)state;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(0);
+	size_t len = 99;
+	void *blob = kafka_headers_pack(h, &len);
+	assert_non_null(blob);
+	assert_int_equal(len, 0);
+	rd_kafka_headers_t *back = unpack_exact(blob, len);
+	assert_non_null(back);
+	assert_int_equal(rd_kafka_header_cnt(back), 0);
+	rd_kafka_headers_destroy(back);
+	rd_kafka_headers_destroy(h);
+	free(blob);
+
+	/* no list at all */
+	len = 99;
+	blob = kafka_headers_pack(NULL, &len);
+	assert_int_equal(len, 0);
+	free(blob);
+
+	/* an outbox row without headers hands over NULL, 0 */
+	back = kafka_headers_unpack(NULL, 0);
+	assert_non_null(back);
+	assert_int_equal(rd_kafka_header_cnt(back), 0);
+	rd_kafka_headers_destroy(back);
+}
+
+/* Every prefix of a valid blob: no crash, no over-read, never more headers
+ * than were packed, and whole headers only. */
+static void test_headers_truncated(void **state)
+{
+	(void)state;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+	rd_kafka_header_add(h, "a", -1, "value-a", -1);
+	rd_kafka_header_add(h, "null", -1, NULL, 0);
+	rd_kafka_header_add(h, "bytes", -1, "\0\0\0\0\0\0\0\0\0\0", 10);
+	size_t len = 0;
+	void *blob = kafka_headers_pack(h, &len);
+	for (size_t cut = 0; cut < len; cut++) {
+		rd_kafka_headers_t *back = unpack_exact(blob, cut);
+		assert_non_null(back);
+		size_t n = rd_kafka_header_cnt(back);
+		assert_true(n < 3);
+		if (n >= 1)
+			assert_header(back, 0, "a", "value-a", 7);
+		if (n >= 2)
+			assert_header(back, 1, "null", NULL, 0);
+		rd_kafka_headers_destroy(back);
+	}
+	rd_kafka_headers_destroy(h);
+	free(blob);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+static void put_i64(unsigned char *p, int64_t v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+/* Lengths that lie: huge, negative, or pointing past the end. */
+static void test_headers_hostile_lengths(void **state)
+{
+	(void)state;
+	unsigned char b[64];
+	rd_kafka_headers_t *back;
+
+	/* name length far past the end */
+	memset(b, 'n', sizeof b);
+	put_u32(b, 0xffffffffu);
+	back = unpack_exact(b, sizeof b);
+	assert_int_equal(rd_kafka_header_cnt(back), 0);
+	rd_kafka_headers_destroy(back);
+
+	/* name fits, value length INT64_MAX */
+	memset(b, 0, sizeof b);
+	put_u32(b, 1);
+	b[4] = 'k';
+	put_i64(b + 5, INT64_MAX);
+	back = unpack_exact(b, 13 + 10);
+	assert_int_equal(rd_kafka_header_cnt(back), 0);
+	rd_kafka_headers_destroy(back);
+
+	/* value length one byte more than is there */
+	put_i64(b + 5, 11);
+	back = unpack_exact(b, 13 + 10);
+	assert_int_equal(rd_kafka_header_cnt(back), 0);
+	rd_kafka_headers_destroy(back);
+
+	/* negative lengths other than -1, and INT64_MIN: no crash, nothing read */
+	static const int64_t negatives[] = {-2, -1000, INT64_MIN};
+	for (size_t i = 0; i < ARRAY_LEN(negatives); i++) {
+		put_i64(b + 5, negatives[i]);
+		back = unpack_exact(b, 13);
+		assert_true(rd_kafka_header_cnt(back) <= 1);
+		rd_kafka_headers_destroy(back);
+	}
+
+	/* zero-length name */
+	memset(b, 0, sizeof b);
+	put_u32(b, 0);
+	put_i64(b + 4, 2);
+	b[12] = 'h';
+	b[13] = 'i';
+	back = unpack_exact(b, 14);
+	assert_true(rd_kafka_header_cnt(back) <= 1);
+	rd_kafka_headers_destroy(back);
+
+	/* fewer bytes than a name length */
+	back = unpack_exact(b, 3);
+	assert_int_equal(rd_kafka_header_cnt(back), 0);
+	rd_kafka_headers_destroy(back);
+}
+
+/* Pseudo-random garbage of many sizes (a fixed LCG: reproducible). */
+static void test_headers_garbage(void **state)
+{
+	(void)state;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (int round = 0; round < 3000; round++) {
+		size_t len = (size_t)(round % 97);
+		unsigned char *b = xmalloc(len > 0 ? len : 1);
+		for (size_t i = 0; i < len; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			b[i] = (unsigned char)(x >> 56);
+		}
+		/* make small lengths likely, so parsing gets past the first field */
+		if (len >= 4 && round % 3 == 0)
+			put_u32(b, (uint32_t)(round % 7));
+		if (len >= (size_t)(4 + round % 7 + 8) && round % 3 == 0)
+			put_i64(b + 4 + round % 7, (int64_t)(round % 13) - 2);
+		rd_kafka_headers_t *back = kafka_headers_unpack(b, len);
+		assert_non_null(back);
+		/* whatever came out can be packed again */
+		size_t plen;
+		void *again = kafka_headers_pack(back, &plen);
+		assert_true(plen <= len + 8 * rd_kafka_header_cnt(back) + 16);
+		free(again);
+		rd_kafka_headers_destroy(back);
+		free(b);
+	}
+}
+
+/* ---- kafka_conf_apply ---- */
+
+static struct config *config_default(void)
+{
+	struct diags diags = {0};
+	struct config *cfg = config_load(NULL, &diags);
+	assert_non_null(cfg);
+	diags_free(&diags);
+	assert_non_null(cfg->kafka.properties);
+	return cfg;
+}
+
+static void test_conf_apply_good(void **state)
+{
+	(void)state;
+	struct config *cfg = config_default();
+	json_object_set_new(cfg->kafka.properties, "socket.timeout.ms", json_string("12345"));
+	json_object_set_new(cfg->kafka.properties, "client.id", json_string("my-agent"));
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[512] = "";
+	assert_int_equal(kafka_conf_apply(conf, cfg, "broker1:9092,broker2:9092", err, sizeof err),
+			 0);
+	char value[256];
+	size_t value_len = sizeof value;
+	assert_int_equal(rd_kafka_conf_get(conf, "bootstrap.servers", value, &value_len),
+			 RD_KAFKA_CONF_OK);
+	assert_string_equal(value, "broker1:9092,broker2:9092");
+	value_len = sizeof value;
+	assert_int_equal(rd_kafka_conf_get(conf, "socket.timeout.ms", value, &value_len),
+			 RD_KAFKA_CONF_OK);
+	assert_string_equal(value, "12345");
+	/* the user's properties come after drover's: the user wins */
+	value_len = sizeof value;
+	assert_int_equal(rd_kafka_conf_get(conf, "client.id", value, &value_len), RD_KAFKA_CONF_OK);
+	assert_string_equal(value, "my-agent");
+	rd_kafka_conf_destroy(conf);
+	config_free(cfg);
+}
+
+static void check_refused(const char *key, json_t *value)
+{
+	struct config *cfg = config_default();
+	json_object_set_new(cfg->kafka.properties, "socket.timeout.ms", json_string("5000"));
+	json_object_set_new(cfg->kafka.properties, key, value);
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[512] = "";
+	int rc = kafka_conf_apply(conf, cfg, "localhost:9092", err, sizeof err);
+	rd_kafka_conf_destroy(conf);
+	config_free(cfg);
+	if (rc != -1)
+		fail_msg("property %s was accepted", key);
+	if (strstr(err, key) == NULL)
+		fail_msg("the error does not name %s: \"%s\"", key, err);
+}
+
+static void test_conf_apply_refuses(void **state)
+{
+	(void)state;
+	check_refused("no.such.property", json_string("1"));
+	check_refused("socket.timeout.ms.typo", json_string("1"));
+	check_refused("message.max.bytes", json_string("not-a-number"));
+	check_refused("compression.codec", json_string("zip-it"));
+	check_refused("linger.ms", json_integer(5)); /* not a string */
+	check_refused("enable.idempotence", json_true());
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_headers_round_trip),
+	    cmocka_unit_test(test_headers_empty),
+	    cmocka_unit_test(test_headers_truncated),
+	    cmocka_unit_test(test_headers_hostile_lengths),
+	    cmocka_unit_test(test_headers_garbage),
+	    cmocka_unit_test(test_conf_apply_good),
+	    cmocka_unit_test(test_conf_apply_refuses),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
