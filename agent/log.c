@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,10 @@ static enum log_level log_threshold(void)
 char *log_escape(const char *s, char *buf, size_t buf_len)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	if (buf_len == 0)
+		return buf;
+	struct strbuf out;
+	strbuf_init(&out);
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
 		char tmp[4];
 		size_t n;
@@ -45,15 +49,21 @@ char *log_escape(const char *s, char *buf, size_t buf_len)
 		} else {
 			tmp[0] = (char)*p, n = 1;
 		}
-		if (o + n + 4 >= buf_len) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		memcpy(buf + o, tmp, n);
-		o += n;
+		strbuf_add(&out, tmp, n);
+		if (out.len >= buf_len)
+			break; /* it will be cut anyway */
 	}
-	buf[o] = '\0';
+	if (out.len < buf_len) {
+		memcpy(buf, out.data != NULL ? out.data : "", out.len + 1);
+	} else {
+		/* Cut, and say so with "..." (as much of it as fits). */
+		size_t dots = buf_len - 1 < 3 ? buf_len - 1 : 3;
+		size_t keep = buf_len - 1 - dots;
+		memcpy(buf, out.data, keep);
+		memcpy(buf + keep, "...", dots);
+		buf[keep + dots] = '\0';
+	}
+	strbuf_free(&out);
 	return buf;
 }
 

@@ -45,25 +45,44 @@ struct stagelog *stagelog_open(const char *path, size_t max_bytes, char *const *
 char *stagelog_mask(const char *line, size_t len, char *const *secrets, size_t n_secrets,
                     size_t *out_len)
 {
+	/* Mark every byte any secret covers (overlaps included), then replace
+	 * each run of marked bytes by one "***". */
+	bool *hidden = xcalloc(len + 1, sizeof *hidden);
+	/* Where a match starts and where one ends: two secrets side by side stay
+	 * two "***", overlapping ones become one. */
+	bool *starts = xcalloc(len + 1, sizeof *starts);
+	bool *ends = xcalloc(len + 1, sizeof *ends);
+	for (size_t s = 0; s < n_secrets; s++) {
+		size_t sl = strlen(secrets[s]);
+		if (sl == 0 || sl > len)
+			continue;
+		for (size_t i = 0; i + sl <= len; i++)
+			if (line[i] == secrets[s][0] && memcmp(line + i, secrets[s], sl) == 0) {
+				starts[i] = true;
+				ends[i + sl - 1] = true;
+				for (size_t k = i; k < i + sl; k++)
+					hidden[k] = true;
+			}
+	}
 	struct strbuf out;
 	strbuf_init(&out);
 	size_t i = 0;
 	while (i < len) {
-		size_t hit = 0;
-		for (size_t s = 0; s < n_secrets; s++) {
-			size_t sl = strlen(secrets[s]);
-			if (sl > 0 && sl <= len - i && memcmp(line + i, secrets[s], sl) == 0 &&
-			    sl > hit)
-				hit = sl;
-		}
-		if (hit > 0) {
+		if (hidden[i]) {
 			strbuf_adds(&out, "***");
-			i += hit;
-		} else {
-			strbuf_add(&out, line + i, 1);
 			i++;
+			while (i < len && hidden[i] && !(starts[i] && ends[i - 1]))
+				i++;
+			continue;
 		}
+		size_t start = i;
+		while (i < len && !hidden[i])
+			i++;
+		strbuf_add(&out, line + start, i - start);
 	}
+	free(hidden);
+	free(starts);
+	free(ends);
 	*out_len = out.len;
 	return strbuf_detach(&out);
 }

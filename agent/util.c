@@ -212,6 +212,7 @@ char *file_read_all(const char *path, size_t max_bytes, size_t *out_len)
 	struct strbuf sb;
 	strbuf_init(&sb);
 	strbuf_grow(&sb, 4096);
+	sb.data[0] = '\0';
 	for (;;) {
 		strbuf_grow(&sb, 4096);
 		ssize_t n = read(fd, sb.data + sb.len, sb.cap - sb.len - 1);
@@ -256,7 +257,18 @@ int mkdir_p(const char *path, unsigned mode)
 	}
 	int rc = mkdir(copy, mode);
 	free(copy);
-	return rc != 0 && errno != EEXIST ? -1 : 0;
+	if (rc == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = EEXIST;
+		return -1;
+	}
+	return 0;
 }
 
 int rm_rf(const char *path)

@@ -5,6 +5,7 @@
  */
 #include "workspace.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,12 @@ struct workspace_job {
 
 char *workspace_mirror_path(const char *state_dir, const char *repo)
 {
-	/* owner/name → owner__name; anything unusual becomes '_' */
+	/* A readable part (unusual characters become '_') plus a hash of the
+	 * exact name, so two repositories never share a mirror. */
 	char *safe = xstrdup(repo);
+	uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
 	for (char *p = safe; *p != '\0'; p++) {
+		hash = (hash ^ (unsigned char)*p) * 1099511628211ULL;
 		bool is_ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		             (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
 		if (!is_ok)
@@ -68,7 +72,9 @@ char *workspace_mirror_path(const char *state_dir, const char *repo)
 	}
 	if (safe[0] == '.')
 		safe[0] = '_';
-	char *path = xasprintf("%s/repos/%s.git", state_dir, safe);
+	if (strlen(safe) > 100)
+		safe[100] = '\0';
+	char *path = xasprintf("%s/repos/%s-%016llx.git", state_dir, safe, (unsigned long long)hash);
 	free(safe);
 	return path;
 }
