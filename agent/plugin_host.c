@@ -238,3 +238,10 @@ int plugin_check_with(const struct drover_plugin *desc, const json_t *with, char
 	}
 	return 0;
 }
+
+void plugin_host_notify(const struct plugin_host *h, const json_t *run_event)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->items[i].desc->notify != NULL)
+			h->items[i].desc->notify(h->items[i].state, run_event);
+}

@@ -32,6 +32,10 @@ int plugin_host_load(struct plugin_host *h, const char *path, char *err, size_t 
 int plugin_host_load_dir(struct plugin_host *h, const char *dir);
 
 const struct loaded_plugin *plugin_host_find(const struct plugin_host *h, const char *name);
+/* Hands a run or stage event (a CloudEvent carrying a CDEvent) to every
+ * plugin that has notify(). */
+void plugin_host_notify(const struct plugin_host *h, const json_t *run_event);
+
 /* For struct plugin_catalog: arg is the plugin_host. */
 bool plugin_host_has(void *arg, const char *name);
 

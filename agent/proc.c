@@ -496,3 +496,10 @@ pid_t proc_pid(const struct proc *p)
 {
 	return p->pid;
 }
+
+void proc_detach(struct proc *p)
+{
+	p->on_output = NULL;
+	p->on_exit = NULL;
+	p->arg = NULL;
+}

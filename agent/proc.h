@@ -46,5 +46,8 @@ struct proc *proc_spawn(struct proc_table *t, const struct proc_spec *spec, proc
  * Idempotent; the exit callback still runs once. */
 void proc_kill(struct proc *p, int64_t grace_ms);
 pid_t proc_pid(const struct proc *p);
+/* Drops the callbacks (its owner is going away); the process is still
+ * reaped, and killed when the table is freed. */
+void proc_detach(struct proc *p);
 
 #endif

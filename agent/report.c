@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "kafka.h"
 #include "log.h"
+#include "plugin_host.h"
 #include "util.h"
 
 #define REPORT_MAX_IN_FLIGHT 512
@@ -94,6 +95,8 @@ static int report_emit(struct report *r, const char *type, const char *id, const
 	                       "source", source, "type", type, "time", ts, "datacontenttype",
 	                       "application/json", "data", cdevent);
 	free(source);
+	if (r->agent->plugins != NULL)
+		plugin_host_notify(r->agent->plugins, ce);
 	char *text = json_dumps(ce, JSON_COMPACT);
 	json_decref(ce);
 	int64_t oid = store_outbox_add(r->agent->store, r->agent->cfg->kafka.results_topic, key, text,

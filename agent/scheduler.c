@@ -61,6 +61,7 @@ struct drover_stage {
 	json_t *outputs; /* earlier stages' outputs, read at start */
 	int last_exit_code;
 	bool is_active, is_timing_out, is_cancelling, is_interrupted;
+	bool needs_resume; /* running at the last stop with a resume token: re-attach */
 };
 
 struct run {
@@ -79,13 +80,22 @@ struct run {
 	struct run *next;
 };
 
+struct kept_workspace {
+	struct scheduler *s;
+	struct event *ev;
+	char *path;
+	struct kept_workspace *next;
+};
+
 struct scheduler {
 	struct agent *agent;
+	struct kept_workspace *kept; /* failed runs' workspaces waiting for removal */
 	struct run *runs; /* oldest first */
 	size_t n_runs;
 	size_t n_running;
 	struct event *kick_ev;
 	struct event *drain_ev;
+	struct event *sweep_ev; /* removes kept workspaces past their time */
 	bool is_draining;
 	void (*on_idle)(void *arg);
 	void *idle_arg;
@@ -177,8 +187,12 @@ static void run_free(struct run *run)
 {
 	for (size_t i = 0; i < run->n_stages; i++) {
 		struct drover_stage *st = &run->stages[i];
-		for (struct stage_proc *sp = st->procs; sp != NULL; sp = sp->next)
-			sp->st = NULL;
+		while (st->procs != NULL) {
+			struct stage_proc *sp = st->procs;
+			st->procs = sp->next;
+			proc_detach(sp->proc);
+			free(sp);
+		}
 		while (st->timers != NULL) {
 			struct stage_timer *t = st->timers;
 			st->timers = t->next;
@@ -199,6 +213,8 @@ static void run_free(struct run *run)
 		free(st->rec.resume_token);
 	}
 	free(run->stages);
+	if (run->checkout != NULL)
+		workspace_abandon(run->checkout);
 	stagelog_close(run->checkout_log);
 	store_run_clear(&run->rec);
 	pipeline_free(run->pl);
@@ -734,15 +750,24 @@ static void stage_settle(struct drover_stage *st, enum status status, const char
 	stage_record(st, NULL);
 }
 
-static void stage_start(struct drover_stage *st)
+/*
+ * Makes a stage active: a new attempt (start) or, after a restart, the
+ * attempt that was running, re-attached through the plugin's resume().
+ */
+static void stage_activate(struct drover_stage *st, bool is_resume)
 {
 	struct run *run = st->run;
 	struct scheduler *s = run->s;
 	struct agent *a = s->agent;
-	if (st->rec.attempt == 0)
-		st->rec.attempt = 1;
+	if (!is_resume) {
+		if (st->rec.attempt == 0)
+			st->rec.attempt = 1;
+		st->rec.started_at = now_ms();
+		free(st->rec.resume_token);
+		st->rec.resume_token = NULL;
+	}
+	st->needs_resume = false;
 	st->rec.status = STATUS_RUNNING;
-	st->rec.started_at = now_ms();
 	st->rec.finished_at = 0;
 	st->rec.exit_code = -1;
 	st->last_exit_code = -1;
@@ -759,19 +784,22 @@ static void stage_start(struct drover_stage *st)
 	free(st->outputs_path);
 	st->outputs_path = xasprintf("%s/outputs/%s.%d.env", run->dir, st->rec.name,
 	                             st->rec.attempt);
-	unlink(st->outputs_path);
+	if (!is_resume)
+		unlink(st->outputs_path);
 	json_decref(st->outputs);
 	st->outputs = store_outputs_get(a->store, run->rec.id);
-	stage_record(st, "started");
-	log_info("scheduler: run %lld stage %s attempt %d started (%s)", (long long)run->rec.id,
-	         st->rec.name, st->rec.attempt, st->def->uses);
+	stage_record(st, is_resume ? NULL : "started");
+	log_info("scheduler: run %lld stage %s attempt %d %s (%s)", (long long)run->rec.id,
+	         st->rec.name, st->rec.attempt, is_resume ? "re-attaching" : "started",
+	         st->def->uses);
 	if (st->log == NULL) {
 		stage_finish(st, STATUS_ERROR, "cannot open the stage log");
 		return;
 	}
-	stagelog_printf(st->log, "stage %s attempt %d of run %lld (%s) on %s", st->rec.name,
+	stagelog_printf(st->log, "stage %s attempt %d of run %lld (%s) on %s%s", st->rec.name,
 	                st->rec.attempt, (long long)run->rec.id, run->rec.pipeline,
-	                run->rec.sha != NULL ? run->rec.sha : "-");
+	                run->rec.sha != NULL ? run->rec.sha : "-",
+	                is_resume ? ": re-attaching after an agent restart" : "");
 
 	const struct loaded_plugin *lp = plugin_host_find(a->plugins, st->def->uses);
 	char err[256];
@@ -788,8 +816,17 @@ static void stage_start(struct drover_stage *st)
 		st->timeout_ev = evtimer_new(a->base, stage_on_timeout, st);
 	struct timeval tv = {st->def->timeout_ms / 1000, (st->def->timeout_ms % 1000) * 1000};
 	evtimer_add(st->timeout_ev, &tv);
-	if (lp->desc->start(lp->state, st) != 0 && st->is_active)
-		stage_finish(st, STATUS_ERROR, "the plugin could not start the stage");
+	int rc = is_resume ? lp->desc->resume(lp->state, st, st->rec.resume_token)
+	                   : lp->desc->start(lp->state, st);
+	if (rc != 0 && st->is_active)
+		stage_finish(st, STATUS_ERROR,
+		             is_resume ? "the plugin could not re-attach to the stage's work"
+		                       : "the plugin could not start the stage");
+}
+
+static void stage_start(struct drover_stage *st)
+{
+	stage_activate(st, false);
 }
 
 /* ---- run state machine ---- */
@@ -817,12 +854,25 @@ static enum status run_outcome(const struct run *run)
 	return STATUS_SUCCEEDED;
 }
 
-static void run_on_remove_workspace(evutil_socket_t fd, short what, void *arg)
+static void kept_workspace_free(struct kept_workspace *k)
+{
+	event_free(k->ev);
+	free(k->path);
+	free(k);
+}
+
+static void kept_workspace_expire(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	char *path = arg;
-	rm_rf(path);
-	free(path);
+	struct kept_workspace *k = arg;
+	for (struct kept_workspace **pp = &k->s->kept; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	}
+	rm_rf(k->path);
+	kept_workspace_free(k);
 }
 
 static void run_finish(struct run *run)
@@ -840,11 +890,16 @@ static void run_finish(struct run *run)
 	if (run->rec.status == STATUS_SUCCEEDED || run->rec.status == STATUS_CANCELLED) {
 		rm_rf(run->workspace);
 	} else if (a->cfg->keep_failed_workspace_ms > 0) {
-		/* Kept for a post-mortem; the timer is freed with the base at exit. */
+		/* Kept for a post-mortem, then removed (or by the sweep at the next start). */
+		struct kept_workspace *k = xcalloc(1, sizeof *k);
+		k->s = run->s;
+		k->path = xstrdup(run->workspace);
+		k->ev = evtimer_new(a->base, kept_workspace_expire, k);
 		int64_t ms = a->cfg->keep_failed_workspace_ms;
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-		event_base_once(a->base, -1, EV_TIMEOUT, run_on_remove_workspace,
-		                xstrdup(run->workspace), &tv);
+		evtimer_add(k->ev, &tv);
+		k->next = run->s->kept;
+		run->s->kept = k;
 	} else {
 		rm_rf(run->workspace);
 	}
@@ -966,6 +1021,9 @@ static bool run_advance(struct run *run)
 {
 	struct scheduler *s = run->s;
 	struct agent *a = s->agent;
+	for (size_t i = 0; i < run->n_stages && !s->is_draining; i++)
+		if (run->stages[i].needs_resume && !run->stages[i].is_active)
+			stage_activate(&run->stages[i], true);
 	bool has_changed = true;
 	while (has_changed) {
 		has_changed = false;
@@ -1075,11 +1133,22 @@ static void scheduler_kick(struct scheduler *s)
 	event_active(s->kick_ev, EV_TIMEOUT, 0);
 }
 
+static void scheduler_sweep_workspaces(struct scheduler *s);
+
+static void scheduler_on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	scheduler_sweep_workspaces(arg);
+}
+
 struct scheduler *scheduler_new(struct agent *a)
 {
 	struct scheduler *s = xcalloc(1, sizeof *s);
 	s->agent = a;
 	s->kick_ev = event_new(a->base, -1, 0, scheduler_on_kick, s);
+	s->sweep_ev = event_new(a->base, -1, EV_PERSIST, scheduler_on_sweep, s);
+	struct timeval tv = {60, 0};
+	event_add(s->sweep_ev, &tv);
 	return s;
 }
 
@@ -1092,7 +1161,13 @@ void scheduler_free(struct scheduler *s)
 		s->runs = run->next;
 		run_free(run);
 	}
+	while (s->kept != NULL) {
+		struct kept_workspace *k = s->kept;
+		s->kept = k->next;
+		kept_workspace_free(k);
+	}
 	event_free(s->kick_ev);
+	event_free(s->sweep_ev);
 	if (s->drain_ev != NULL)
 		event_free(s->drain_ev);
 	free(s);
@@ -1162,6 +1237,14 @@ int scheduler_recover(struct scheduler *s)
 			struct drover_stage *st = &run->stages[k];
 			if (st->rec.status != STATUS_RUNNING)
 				continue;
+			const struct loaded_plugin *lp = plugin_host_find(a->plugins, st->def->uses);
+			if (st->rec.resume_token != NULL && lp != NULL && lp->desc->resume != NULL) {
+				/* Remote work goes on without us: re-attach, never resubmit. */
+				st->needs_resume = true;
+				log_info("scheduler: run %lld stage %s will re-attach to %s",
+				         (long long)run->rec.id, st->rec.name, st->rec.resume_token);
+				continue;
+			}
 			/* Its process died with the old agent: that attempt ends in error. */
 			st->rec.status = STATUS_ERROR;
 			st->rec.finished_at = now_ms();

@@ -157,3 +157,12 @@ void workspace_cancel(struct workspace_job *job)
 {
 	proc_kill(job->proc, job->agent->cfg->stage_kill_grace_ms);
 }
+
+void workspace_abandon(struct workspace_job *job)
+{
+	proc_kill(job->proc, 0);
+	proc_detach(job->proc);
+	unlink(job->sha_file);
+	free(job->sha_file);
+	free(job);
+}

@@ -27,6 +27,10 @@ struct workspace_job *workspace_checkout(struct agent *a, const char *repo, cons
 /* Kills the checkout; cb still runs once (with rc -1). */
 void workspace_cancel(struct workspace_job *job);
 
+/* Its owner goes away: the callback will not run; the git process is
+ * still killed and reaped. Frees the job. */
+void workspace_abandon(struct workspace_job *job);
+
 /* Where a repository's mirror lives (caller frees). */
 char *workspace_mirror_path(const char *state_dir, const char *repo);
 
