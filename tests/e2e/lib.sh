@@ -1,0 +1,572 @@
+# shellcheck shell=bash
+#
+# lib.sh: shared helpers of the end-to-end tests. Each test sources this file,
+# then runs the real `drover` binary (agent and CLI) on its embedded Kafka
+# broker, against git repositories made in a private temporary directory.
+#
+# Environment (set by ctest; defaults for running a test by hand):
+#   DROVER_BIN       the drover binary
+#   DROVER_BUILD     the build directory (plugins in $DROVER_BUILD/plugins)
+#   DROVER_SRC       the source tree
+#   DROVER_FIXTURES  tests/fixtures
+#
+# Every wait is bounded. On success the temporary directory is removed; on
+# failure (or with E2E_KEEP=1) it is kept and its path printed, with the
+# tail of the agent's log.
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+: "${DROVER_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${DROVER_BUILD:=$DROVER_SRC/build}"
+: "${DROVER_BIN:=$DROVER_BUILD/drover}"
+: "${DROVER_FIXTURES:=$DROVER_SRC/tests/fixtures}"
+export DROVER_SRC DROVER_BUILD DROVER_BIN DROVER_FIXTURES
+
+# Commits made by the tests do not depend on the machine's git identity.
+export GIT_AUTHOR_NAME="drover e2e" GIT_AUTHOR_EMAIL="e2e@drover.invalid"
+export GIT_COMMITTER_NAME="drover e2e" GIT_COMMITTER_EMAIL="e2e@drover.invalid"
+export GIT_CONFIG_NOSYSTEM=1
+
+TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "${TMPDIR:-/tmp}/drover-e2e.$TEST_NAME.XXXXXX")
+CFG=$T/agent.yaml
+AGENT_PID=""
+AGENT_LOG=$T/agent.1.log
+AGENT_STARTS=0
+PORT=""
+REPO_NAMES=()
+REPO_URLS=()
+ADMIN_EXTRA=()
+mkdir -p "$T/pipelines" "$T/pids" "$T/git" "$T/events"
+
+if [ ! -x "$DROVER_BIN" ]; then
+	echo "FAIL: no drover binary at $DROVER_BIN (build first)" >&2
+	exit 1
+fi
+
+# ---------------------------------------------------------------- reporting
+
+say()
+{
+	printf '[%s] %s\n' "$TEST_NAME" "$*"
+}
+
+agent_log_tail()
+{
+	local f
+	for f in "$T"/agent.*.log; do
+		[ -f "$f" ] || continue
+		echo "---- last lines of $f ----" >&2
+		tail -n 40 "$f" >&2
+	done
+}
+
+# Prints why, the agent's log tail, and ends the test (also from a subshell:
+# inherit_errexit carries the failure out of command substitutions).
+fail()
+{
+	echo "FAIL [$TEST_NAME]: $*" >&2
+	agent_log_tail
+	exit 1
+}
+
+assert_eq()
+{
+	local got=$1 want=$2 what=${3:-value}
+	[ "$got" = "$want" ] || fail "$what: expected '$want', got '$got'"
+}
+
+assert_ne()
+{
+	local got=$1 unwanted=$2 what=${3:-value}
+	[ "$got" != "$unwanted" ] || fail "$what: expected anything but '$unwanted'"
+}
+
+assert_contains()
+{
+	local haystack=$1 needle=$2 what=${3:-text}
+	case "$haystack" in
+	*"$needle"*) ;;
+	*) fail "$what does not contain '$needle'; it is:"$'\n'"$haystack" ;;
+	esac
+}
+
+assert_not_contains()
+{
+	local haystack=$1 needle=$2 what=${3:-text}
+	case "$haystack" in
+	*"$needle"*) fail "$what contains '$needle'; it is:"$'\n'"$haystack" ;;
+	*) ;;
+	esac
+}
+
+# assert_ge A B what: integers.
+assert_ge()
+{
+	[ "$1" -ge "$2" ] || fail "${3:-value}: expected >= $2, got $1"
+}
+
+_e2e_cleanup()
+{
+	local rc=$?
+	set +e
+	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
+		kill -TERM "$AGENT_PID" 2>/dev/null
+		local i
+		for i in $(seq 1 50); do
+			kill -0 "$AGENT_PID" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -KILL "$AGENT_PID" 2>/dev/null
+		wait "$AGENT_PID" 2>/dev/null
+	fi
+	# Processes the tests' stages recorded (pid files under $T/pids): a failed
+	# test must not leave sleepers behind. Only sleeps are signalled.
+	local f pid
+	for f in "$T"/pids/*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f" 2>/dev/null)
+		case "$pid" in '' | *[!0-9]*) continue ;; esac
+		if grep -qa sleep "/proc/$pid/cmdline" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null
+		fi
+	done
+	if [ "$rc" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then
+		rm -rf "$T"
+		say "PASS"
+	else
+		[ "$rc" -eq 0 ] && say "PASS"
+		[ "$rc" -eq 0 ] || echo "[$TEST_NAME] FAILED (exit $rc)" >&2
+		echo "[$TEST_NAME] files kept in $T" >&2
+	fi
+	exit "$rc"
+}
+trap _e2e_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- JSON
+
+# json_get PATH < json: prints the value at a dotted path. A number picks an
+# array element, "@NAME" the element whose "name" is NAME. Strings print raw,
+# null as "null", anything else as compact JSON. A missing key fails.
+json_get()
+{
+	python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+path = sys.argv[1]
+for part in (path.split(".") if path else []):
+    if isinstance(d, list):
+        if part.startswith("@"):
+            m = [x for x in d if isinstance(x, dict) and x.get("name") == part[1:]]
+            if not m:
+                sys.exit("json_get: no element named %r" % part[1:])
+            d = m[0]
+        else:
+            d = d[int(part)]
+    elif isinstance(d, dict):
+        if part not in d:
+            sys.exit("json_get: no key %r in %s" % (part, json.dumps(d)[:300]))
+        d = d[part]
+    else:
+        sys.exit("json_get: %r is not an object or array" % part)
+if isinstance(d, str):
+    sys.stdout.write(d + "\n")
+elif d is None:
+    print("null")
+else:
+    print(json.dumps(d, separators=(",", ":")))
+' "$1"
+}
+
+# json_edit IN OUT CODE [ARG...]: loads IN as d, runs the Python CODE (which
+# sees the extra arguments as a[0], a[1], ...), writes d to OUT. Values go
+# through argv, never pasted into the code.
+json_edit()
+{
+	local in=$1 out=$2 code=$3
+	shift 3
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+a = sys.argv[4:]
+exec(sys.argv[3])
+with open(sys.argv[2], "w") as f:
+    json.dump(d, f)
+' "$in" "$out" "$code" "$@" || fail "json_edit of $in failed"
+}
+
+# iso_ms ISO-8601 → epoch milliseconds.
+iso_ms()
+{
+	python3 -c '
+import sys, datetime
+s = sys.argv[1].replace("Z", "+00:00")
+print(int(datetime.datetime.fromisoformat(s).timestamp() * 1000))
+' "$1"
+}
+
+# ---------------------------------------------------------------- repositories
+
+# make_repo NAME: a work tree $T/git/NAME with one commit (data.txt "v1") and
+# a bare clone $T/git/NAME.git (the URL drover fetches from). Prints the sha.
+make_repo()
+{
+	local name=$1 dir=$T/git/$1
+	git init -q -b master "$dir"
+	printf 'v1\n' >"$dir/data.txt"
+	git -C "$dir" add data.txt
+	git -C "$dir" commit -q -m "initial commit"
+	git clone -q --bare "$dir" "$dir.git"
+	git -C "$dir" remote add origin "$dir.git"
+	git -C "$dir" rev-parse HEAD
+}
+
+repo_url()
+{
+	printf '%s\n' "$T/git/$1.git"
+}
+
+# repo_commit NAME CONTENT [MESSAGE] [BRANCH]: sets data.txt to CONTENT,
+# commits with MESSAGE (any bytes), pushes it to BRANCH (default master) of
+# the bare repository. Prints the sha.
+repo_commit()
+{
+	local name=$1 content=$2 msg=${3:-"set data to $2"} branch=${4:-master}
+	local dir=$T/git/$1
+	printf '%s\n' "$content" >"$dir/data.txt"
+	git -C "$dir" add data.txt
+	printf '%s' "$msg" | git -C "$dir" commit -q -F -
+	git -C "$dir" push -q origin "HEAD:refs/heads/$branch"
+	git -C "$dir" rev-parse HEAD
+}
+
+# add_repo NAME URL: an entry of the config's repos: list.
+add_repo()
+{
+	REPO_NAMES+=("$1")
+	REPO_URLS+=("$2")
+}
+
+# ---------------------------------------------------------------- events
+
+GITHUB_FIXTURES=$DROVER_FIXTURES/github
+
+# push_event OUT SHA [REF] [REPO]: the GitHub branch-push fixture rewritten
+# to push SHA to REF (default refs/heads/master) of REPO (default
+# Codertocat/Hello-World).
+push_event()
+{
+	local out=$1 sha=$2 ref=${3:-refs/heads/master} repo=${4:-Codertocat/Hello-World}
+	json_edit "$GITHUB_FIXTURES/push.with-new-branch.payload.json" "$out" '
+d["after"] = a[0]
+d["ref"] = a[1]
+d["created"] = False
+d["before"] = "1" * 40
+d["head_commit"]["id"] = a[0]
+for c in d["commits"]:
+    c["id"] = a[0]
+d["repository"]["full_name"] = a[2]
+d["repository"]["name"] = a[2].split("/")[-1]
+' "$sha" "$ref" "$repo"
+}
+
+# pr_event OUT ACTION NUMBER HEAD_SHA [BASE]: the pull_request fixture for
+# pull request NUMBER whose head is HEAD_SHA, into BASE (default master).
+pr_event()
+{
+	local out=$1 action=$2 number=$3 sha=$4 base=${5:-master}
+	json_edit "$GITHUB_FIXTURES/pull_request.synchronize.payload.json" "$out" '
+d["action"] = a[0]
+d["number"] = int(a[1])
+d["pull_request"]["number"] = int(a[1])
+d["pull_request"]["head"]["sha"] = a[2]
+d["pull_request"]["base"]["ref"] = a[3]
+' "$action" "$number" "$sha" "$base"
+}
+
+# ---------------------------------------------------------------- config
+
+free_port()
+{
+	python3 -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+'
+}
+
+# write_pipeline NAME < yaml: $T/pipelines/NAME.yml; "@T@" becomes $T.
+write_pipeline()
+{
+	local text
+	text=$(cat)
+	printf '%s\n' "${text//@T@/$T}" >"$T/pipelines/$1.yml"
+}
+
+# write_config [TOP-LEVEL YAML LINE...]: $CFG with the test's state dir,
+# pipelines, the built plugins, a free admin port, the repos added with
+# add_repo, ADMIN_EXTRA lines inside admin:, then the given lines.
+write_config()
+{
+	[ -n "$PORT" ] || PORT=$(free_port)
+	local i line
+	{
+		echo "state_dir: \"$T/state\""
+		echo "pipelines: \"$T/pipelines\""
+		echo "plugins: \"$DROVER_BUILD/plugins\""
+		echo "kafka:"
+		echo "  brokers: embedded"
+		echo "admin:"
+		echo "  listen: \"127.0.0.1:$PORT\""
+		for line in "${ADMIN_EXTRA[@]}"; do
+			echo "  $line"
+		done
+		if [ "${#REPO_NAMES[@]}" -eq 0 ]; then
+			echo "repos: []"
+		else
+			echo "repos:"
+			for i in "${!REPO_NAMES[@]}"; do
+				echo "  - name: \"${REPO_NAMES[$i]}\""
+				echo "    url: \"${REPO_URLS[$i]}\""
+			done
+		fi
+		for line in "$@"; do
+			echo "$line"
+		done
+	} >"$CFG"
+}
+
+# ---------------------------------------------------------------- the agent
+
+dv()
+{
+	"$DROVER_BIN" "$@"
+}
+
+healthz()
+{
+	curl -s --max-time 2 "http://127.0.0.1:$PORT/healthz" 2>/dev/null || true
+}
+
+# start_agent [NAME=VALUE...]: runs `drover agent -c $CFG` in the background
+# from $T (extra environment as given), logging to $T/agent.N.log, and waits
+# (30 s at most) until it consumes: healthz says kafka_assigned true.
+start_agent()
+{
+	AGENT_STARTS=$((AGENT_STARTS + 1))
+	AGENT_LOG=$T/agent.$AGENT_STARTS.log
+	(cd "$T" && exec env "$@" "$DROVER_BIN" agent -c "$CFG") >"$AGENT_LOG" 2>&1 &
+	AGENT_PID=$!
+	local end=$((SECONDS + 30)) h
+	while :; do
+		if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+			local rc=0
+			wait "$AGENT_PID" || rc=$?
+			AGENT_PID=""
+			fail "the agent exited (code $rc) before it was ready"
+		fi
+		h=$(healthz)
+		case "$h" in *'"kafka_assigned":true'*) break ;; esac
+		[ "$SECONDS" -lt "$end" ] || fail "the agent did not get its partitions within 30 s (healthz: $h)"
+		sleep 0.2
+	done
+	say "agent started (pid $AGENT_PID, port $PORT)"
+}
+
+# stop_agent [TIMEOUT]: SIGTERM, waits, asserts exit code 0.
+stop_agent()
+{
+	local timeout=${1:-30} end rc=0
+	[ -n "$AGENT_PID" ] || fail "stop_agent: no agent running"
+	kill -TERM "$AGENT_PID"
+	end=$((SECONDS + timeout))
+	while kill -0 "$AGENT_PID" 2>/dev/null; do
+		[ "$SECONDS" -lt "$end" ] || fail "the agent did not stop within $timeout s of SIGTERM"
+		sleep 0.1
+	done
+	wait "$AGENT_PID" || rc=$?
+	AGENT_PID=""
+	assert_eq "$rc" 0 "exit code of the agent after SIGTERM"
+	grep -q 'agent: stopped' "$AGENT_LOG" || fail "the agent log has no 'agent: stopped'"
+	say "agent stopped (exit 0)"
+}
+
+# emit_github EVENT FILE ID: `drover emit`, asserting the agent queued it.
+emit_github()
+{
+	local out
+	out=$(dv emit -c "$CFG" --github-event "$1" --id "$3" "$2" 2>&1) ||
+		fail "drover emit --github-event $1 --id $3 $2 failed: $out"
+	case "$out" in
+	"queued drover.events["*"]@"*) ;;
+	*) fail "drover emit printed '$out', not 'queued <topic>[<p>]@<offset>'" ;;
+	esac
+}
+
+metrics()
+{
+	curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics" || fail "GET /metrics failed"
+}
+
+# metric NAME: its value on /metrics.
+metric()
+{
+	local text
+	text=$(metrics)
+	awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) exit 1 }' <<<"$text" ||
+		fail "no metric $1 on /metrics"
+}
+
+# wait_metric NAME VALUE [TIMEOUT]: until NAME equals VALUE.
+wait_metric()
+{
+	local name=$1 want=$2 timeout=${3:-20} end v
+	end=$((SECONDS + timeout))
+	while :; do
+		v=$(metric "$name")
+		[ "$v" = "$want" ] && return 0
+		[ "$SECONDS" -lt "$end" ] || fail "metric $name is $v, not $want, after $timeout s"
+		sleep 0.2
+	done
+}
+
+# run_json RUN: `drover show RUN --json` (fails the test when it fails).
+run_json()
+{
+	local out
+	out=$(dv show -c "$CFG" "$1" --json) || fail "drover show $1 --json failed"
+	printf '%s\n' "$out"
+}
+
+runs_json()
+{
+	local out
+	out=$(dv runs -c "$CFG" --json "$@") || fail "drover runs --json failed"
+	printf '%s\n' "$out"
+}
+
+is_terminal()
+{
+	case "$1" in
+	succeeded | failed | cancelled | timed_out | error | skipped) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# wait_run_status RUN STATUS [TIMEOUT]: polls `drover show --json` until the
+# run has STATUS; fails at once when it settles on another terminal status.
+wait_run_status()
+{
+	local run=$1 want=$2 timeout=${3:-20} end json st
+	end=$((SECONDS + timeout))
+	while :; do
+		json=$(dv show -c "$CFG" "$run" --json 2>/dev/null || true)
+		st=""
+		[ -z "$json" ] || st=$(json_get status <<<"$json")
+		[ "$st" = "$want" ] && return 0
+		if is_terminal "$st"; then
+			fail "run $run ended $st, not $want:"$'\n'"$json"
+		fi
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "run $run is '${st:-absent}', not $want, after $timeout s:"$'\n'"$json"
+		sleep 0.2
+	done
+}
+
+# wait_run_done RUN [TIMEOUT]: until the run has a terminal status; prints it.
+wait_run_done()
+{
+	local run=$1 timeout=${2:-20} end json st
+	end=$((SECONDS + timeout))
+	while :; do
+		json=$(dv show -c "$CFG" "$run" --json 2>/dev/null || true)
+		st=""
+		[ -z "$json" ] || st=$(json_get status <<<"$json")
+		if is_terminal "$st"; then
+			printf '%s\n' "$st"
+			return 0
+		fi
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "run $run is '${st:-absent}', not finished, after $timeout s:"$'\n'"$json"
+		sleep 0.2
+	done
+}
+
+# wait_stage_status RUN STAGE STATUS [TIMEOUT]
+wait_stage_status()
+{
+	local run=$1 stage=$2 want=$3 timeout=${4:-20} end json st
+	end=$((SECONDS + timeout))
+	while :; do
+		json=$(dv show -c "$CFG" "$run" --json 2>/dev/null || true)
+		st=""
+		[ -z "$json" ] || st=$(json_get "stages.@$stage.status" <<<"$json")
+		[ "$st" = "$want" ] && return 0
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "stage $stage of run $run is '${st:-absent}', not $want, after $timeout s:"$'\n'"$json"
+		sleep 0.2
+	done
+}
+
+# run_of_event EVENT_ID [PIPELINE] [TIMEOUT]: waits for the run the event
+# started and prints its id.
+run_of_event()
+{
+	local id=$1 pipeline=${2:-} timeout=${3:-20} end json run
+	end=$((SECONDS + timeout))
+	while :; do
+		json=$(dv runs -c "$CFG" --json 2>/dev/null || true)
+		run=""
+		if [ -n "$json" ]; then
+			run=$(python3 -c '
+import json, sys
+runs = json.load(sys.stdin)
+ids = [r["id"] for r in runs if r.get("event_id") == sys.argv[1]
+       and (not sys.argv[2] or r.get("pipeline") == sys.argv[2])]
+print(ids[0] if ids else "")
+' "$id" "$pipeline" <<<"$json")
+		fi
+		if [ -n "$run" ]; then
+			printf '%s\n' "$run"
+			return 0
+		fi
+		[ "$SECONDS" -lt "$end" ] || fail "no run for event $id after $timeout s"
+		sleep 0.2
+	done
+}
+
+# wait_file PATH [TIMEOUT]: until it exists and is not empty.
+wait_file()
+{
+	local path=$1 timeout=${2:-20} end
+	end=$((SECONDS + timeout))
+	until [ -s "$path" ]; do
+		[ "$SECONDS" -lt "$end" ] || fail "$path did not appear within $timeout s"
+		sleep 0.1
+	done
+}
+
+# is_pid_gone PID: not running (absent, or a zombie waiting for its reaper).
+is_pid_gone()
+{
+	local pid=$1 state
+	kill -0 "$pid" 2>/dev/null || return 0
+	state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
+	[ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ]
+}
+
+# wait_pid_gone PID [TIMEOUT]
+wait_pid_gone()
+{
+	local pid=$1 timeout=${2:-10} end
+	end=$((SECONDS + timeout))
+	until is_pid_gone "$pid"; do
+		[ "$SECONDS" -lt "$end" ] || fail "process $pid is still running after $timeout s"
+		sleep 0.1
+	done
+}
