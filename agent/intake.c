@@ -134,28 +134,34 @@ static int intake_admit(struct intake *in, const char *id, json_t *ev, const rd_
 		                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
 		return rc < 0 ? -1 : 0;
 	}
+	/* Match once; the runs are created only if the event is new. */
+	const struct pipeline **matched = xcalloc(a->pipelines.n, sizeof *matched);
 	size_t n_matched = 0;
-	for (size_t i = 0; i < a->pipelines.n; i++)
-		if (pipeline_match(a->pipelines.items[i], ev, NULL, 0))
-			n_matched++;
-	int rc = store_event_insert(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched", NULL,
-	                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
-	if (rc != 0)
-		return rc < 0 ? -1 : -2; /* -2: a duplicate */
-	*run_ids = xcalloc(n_matched, sizeof **run_ids);
-	int n = 0;
 	for (size_t i = 0; i < a->pipelines.n; i++) {
 		const struct pipeline *p = a->pipelines.items[i];
 		char why[256];
-		if (!pipeline_match(p, ev, why, sizeof why)) {
+		if (pipeline_match(p, ev, why, sizeof why))
+			matched[n_matched++] = p;
+		else
 			log_debug("intake: event %s: pipeline %s: %s", id, p->name, why);
-			continue;
-		}
-		int64_t run_id = scheduler_run_create(a->sched, p, ev);
-		if (run_id < 0)
+	}
+	int rc = store_event_insert(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched", NULL,
+	                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+	if (rc != 0) {
+		free(matched);
+		return rc < 0 ? -1 : -2; /* -2: a duplicate */
+	}
+	*run_ids = xcalloc(n_matched, sizeof **run_ids);
+	int n = 0;
+	for (size_t i = 0; i < n_matched; i++) {
+		int64_t run_id = scheduler_run_create(a->sched, matched[i], ev);
+		if (run_id < 0) {
+			free(matched);
 			return -1;
+		}
 		(*run_ids)[n++] = run_id;
 	}
+	free(matched);
 	if (n == 0)
 		a->metrics.events_unmatched++;
 	else

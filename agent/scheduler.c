@@ -737,8 +737,6 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 		struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
 		evtimer_add(st->retry_ev, &tv);
 	}
-	if (s->is_draining && s->n_running == 0 && s->on_idle != NULL)
-		scheduler_kick(s);
 	scheduler_kick(s);
 }
 
@@ -908,7 +906,6 @@ static void run_finish(struct run *run)
 static void run_on_checkout(void *arg, int rc, const char *sha, const char *error)
 {
 	struct run *run = arg;
-	struct agent *a = run->s->agent;
 	run->checkout = NULL;
 	stagelog_close(run->checkout_log);
 	run->checkout_log = NULL;
@@ -929,7 +926,6 @@ static void run_on_checkout(void *arg, int rc, const char *sha, const char *erro
 		run->rec.sha = xstrdup(sha);
 		run_save(run);
 	}
-	(void)a;
 	run->phase = PHASE_STAGES;
 	scheduler_kick(run->s);
 }
