@@ -20,6 +20,7 @@
 #include "config.h"
 #include "diag.h"
 #include "event.h"
+#include "log.h"
 #include "pipeline.h"
 #include "status.h"
 #include "util.h"
@@ -563,49 +564,8 @@ void cli_format_duration(int64_t ms, char *buf, size_t buf_len)
 
 /* ------------------------------------------------------------ terminal-safe text */
 
-/* Length of the valid UTF-8 sequence at p (1-4), with its code point; 0 when invalid. */
-static size_t cli_utf8_decode(const unsigned char *p, uint32_t *cp)
-{
-	unsigned char c = p[0];
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	size_t n;
-	uint32_t v;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2, v = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3, v = c & 0x0f;
-		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
-			return 0; /* overlong, or a surrogate */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4, v = c & 0x07;
-		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
-			return 0; /* overlong, or past U+10FFFF */
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the terminating NUL */
-		v = (v << 6) | (p[i] & 0x3f);
-	}
-	*cp = v;
-	return n;
-}
-
-/* Code points a terminal would act on or that reorder what follows them. */
-static bool cli_is_unsafe_codepoint(uint32_t cp)
-{
-	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
-	       cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
-	       (cp >= 0x2066 && cp <= 0x2069);
-}
-
 char *cli_cell(const char *s, size_t max_chars)
 {
-	static const char hex[] = "0123456789abcdef";
 	struct strbuf out;
 	strbuf_init(&out);
 	size_t width = 0;
@@ -614,29 +574,10 @@ char *cli_cell(const char *s, size_t max_chars)
 	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
 	while (*p != '\0') {
 		char unit[16];
-		size_t unit_len = 0, unit_width;
-		uint32_t cp;
-		size_t n = cli_utf8_decode(p, &cp);
-		if (n == 1 && (cp == '\n' || cp == '\r' || cp == '\t')) {
-			unit[unit_len++] = '\\';
-			unit[unit_len++] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't';
-			unit_width = unit_len;
-		} else if (n == 0 || (n == 1 && (cp < 0x20 || cp == 0x7f)) ||
-			   cli_is_unsafe_codepoint(cp)) {
-			size_t bytes = n == 0 ? 1 : n;
-			for (size_t i = 0; i < bytes; i++) {
-				unit[unit_len++] = '\\';
-				unit[unit_len++] = 'x';
-				unit[unit_len++] = hex[p[i] >> 4];
-				unit[unit_len++] = hex[p[i] & 15];
-			}
-			unit_width = unit_len;
-			n = bytes;
-		} else {
-			memcpy(unit, p, n);
-			unit_len = n;
-			unit_width = 1;
-		}
+		size_t unit_len;
+		size_t n = log_escape_unit(p, unit, &unit_len);
+		/* A character kept as it is takes one cell; an escape takes its length. */
+		size_t unit_width = unit_len == n ? 1 : unit_len;
 		p += n;
 		strbuf_add(&out, unit, unit_len);
 		width += unit_width;

@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,31 +28,84 @@ static enum log_level log_threshold(void)
 	return LOG_INFO;
 }
 
-char *log_escape(const char *s, char *buf, size_t buf_len)
+/* Length of the valid UTF-8 sequence at p (1-4), with its code point; 0 when invalid. */
+static size_t log_utf8_decode(const unsigned char *p, uint32_t *cp)
+{
+	unsigned char c = p[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	size_t n;
+	uint32_t v;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2, v = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3, v = c & 0x0f;
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
+			return 0; /* overlong, or a surrogate */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4, v = c & 0x07;
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
+			return 0; /* overlong, or past U+10FFFF */
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		v = (v << 6) | (p[i] & 0x3f);
+	}
+	*cp = v;
+	return n;
+}
+
+/* Code points a terminal would act on or that reorder what follows them. */
+static bool log_is_unsafe_codepoint(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+	       cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t log_escape_unit(const unsigned char *p, char unit[16], size_t *unit_len)
 {
 	static const char hex[] = "0123456789abcdef";
+	uint32_t cp;
+	size_t n = log_utf8_decode(p, &cp);
+	*unit_len = 0;
+	if (n == 1 && (cp == '\n' || cp == '\r' || cp == '\t')) {
+		unit[(*unit_len)++] = '\\';
+		unit[(*unit_len)++] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't';
+		return 1;
+	}
+	if (n == 0 || (n == 1 && (cp < 0x20 || cp == 0x7f)) || log_is_unsafe_codepoint(cp)) {
+		size_t bytes = n == 0 ? 1 : n;
+		for (size_t i = 0; i < bytes; i++) {
+			unit[(*unit_len)++] = '\\';
+			unit[(*unit_len)++] = 'x';
+			unit[(*unit_len)++] = hex[p[i] >> 4];
+			unit[(*unit_len)++] = hex[p[i] & 15];
+		}
+		return bytes;
+	}
+	memcpy(unit, p, n);
+	*unit_len = n;
+	return n;
+}
+
+char *log_escape(const char *s, char *buf, size_t buf_len)
+{
 	if (buf_len == 0)
 		return buf;
 	struct strbuf out;
 	strbuf_init(&out);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		char tmp[4];
-		size_t n;
-		if (*p == '\n') {
-			tmp[0] = '\\', tmp[1] = 'n', n = 2;
-		} else if (*p == '\r') {
-			tmp[0] = '\\', tmp[1] = 'r', n = 2;
-		} else if (*p == '\t') {
-			tmp[0] = '\\', tmp[1] = 't', n = 2;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			tmp[0] = '\\', tmp[1] = 'x', tmp[2] = hex[*p >> 4], tmp[3] = hex[*p & 15];
-			n = 4;
-		} else {
-			tmp[0] = (char)*p, n = 1;
-		}
-		strbuf_add(&out, tmp, n);
-		if (out.len >= buf_len)
-			break; /* it will be cut anyway */
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p != '\0' && out.len < buf_len) {
+		char unit[16];
+		size_t unit_len;
+		p += log_escape_unit(p, unit, &unit_len);
+		strbuf_add(&out, unit, unit_len);
 	}
 	if (out.len < buf_len) {
 		memcpy(buf, out.data != NULL ? out.data : "", out.len + 1);

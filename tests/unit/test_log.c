@@ -119,6 +119,22 @@ static void test_escape_exact_fit_is_not_cut(void **state)
 	assert_string_equal(buf, "ab\\ncd");
 }
 
+/* What a terminal would act on is escaped too: a C1 control (U+009B, CSI),
+ * a bidi override (U+202E) and bytes that are not UTF-8. */
+static void test_escape_terminal_controls(void **state)
+{
+	(void)state;
+	char buf[128];
+	log_escape("a\xc2\x9b" "31mb", buf, sizeof buf);
+	assert_string_equal(buf, "a\\xc2\\x9b31mb");
+	log_escape("x\xe2\x80\xaey", buf, sizeof buf);
+	assert_string_equal(buf, "x\\xe2\\x80\\xaey");
+	log_escape("bad\xff\xfe", buf, sizeof buf);
+	assert_string_equal(buf, "bad\\xff\\xfe");
+	log_escape("caf\xc3\xa9", buf, sizeof buf); /* valid UTF-8 stays */
+	assert_string_equal(buf, "caf\xc3\xa9");
+}
+
 /* Runs fn with stderr sent to a file; returns what was written (caller frees). */
 static char *capture_stderr(void (*fn)(void))
 {
@@ -222,6 +238,7 @@ int main(void)
 	    cmocka_unit_test(test_escape_truncates),
 	    cmocka_unit_test(test_escape_tiny_buffers_do_not_overrun),
 	    cmocka_unit_test(test_escape_exact_fit_is_not_cut),
+	    cmocka_unit_test(test_escape_terminal_controls),
 	    cmocka_unit_test(test_log_lines_and_threshold),
 	    cmocka_unit_test(test_log_long_message_is_one_cut_line),
 	};
