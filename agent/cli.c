@@ -545,21 +545,10 @@ int cli_parse_time_ms(const char *s, int64_t *out_ms)
 
 void cli_format_duration(int64_t ms, char *buf, size_t buf_len)
 {
-	if (ms < 0) {
+	if (ms < 0)
 		snprintf(buf, buf_len, "-");
-		return;
-	}
-	long long s = (long long)(ms / 1000);
-	if (ms < 1000)
-		snprintf(buf, buf_len, "%lldms", (long long)ms);
-	else if (s < 60)
-		snprintf(buf, buf_len, "%llds", s);
-	else if (s < 3600)
-		snprintf(buf, buf_len, "%lldm%02llds", s / 60, s % 60);
-	else if (s < 86400)
-		snprintf(buf, buf_len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
 	else
-		snprintf(buf, buf_len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+		duration_format(ms, buf, buf_len);
 }
 
 /* ------------------------------------------------------------ terminal-safe text */

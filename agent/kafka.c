@@ -48,6 +48,9 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk, (void)opaque;
+	/* Connection failures were already logged by kafka_log_cb. */
+	if (err == RD_KAFKA_RESP_ERR__TRANSPORT)
+		return;
 	log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 

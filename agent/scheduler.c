@@ -618,7 +618,7 @@ static void stage_on_timeout(evutil_socket_t fd, short what, void *arg)
 	if (!st->is_active)
 		return;
 	char dur[32];
-	snprintf(dur, sizeof dur, "%llds", (long long)(st->def->timeout_ms / 1000));
+	duration_format(st->def->timeout_ms, dur, sizeof dur);
 	stagelog_printf(st->log, "timed out after %s: stopping the stage's processes", dur);
 	log_warn("scheduler: run %lld stage %s timed out after %s", (long long)st->run->rec.id,
 	         st->rec.name, dur);

@@ -1,7 +1,7 @@
 /*
  * stagelog: one stage attempt's log file. Output is cut into lines, every
  * secret is replaced by "***", and the file stops growing at max_bytes
- * (with one line saying so).
+ * (with one line saying so, which comes on top of max_bytes).
  */
 #ifndef DROVER_STAGELOG_H
 #define DROVER_STAGELOG_H

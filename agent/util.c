@@ -143,6 +143,21 @@ int duration_parse_ms(const char *s, int64_t *out_ms)
 	return 0;
 }
 
+void duration_format(int64_t ms, char *buf, size_t buf_len)
+{
+	long long s = (long long)(ms / 1000);
+	if (ms < 1000)
+		snprintf(buf, buf_len, "%lldms", (long long)ms);
+	else if (s < 60)
+		snprintf(buf, buf_len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, buf_len, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, buf_len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, buf_len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
 void strbuf_init(struct strbuf *sb)
 {
 	sb->data = NULL;

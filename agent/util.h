@@ -34,6 +34,8 @@ void time_format_iso8601(int64_t epoch_ms, char *buf, size_t buf_len);
  * negative, unknown unit, overflow).
  */
 int duration_parse_ms(const char *s, int64_t *out_ms);
+/* The other way: "250ms", "42s", "3m05s", "2h10m", "1d03h" (ms >= 0). */
+void duration_format(int64_t ms, char *buf, size_t buf_len);
 
 /* A growable byte buffer, always NUL-terminated. */
 struct strbuf {
