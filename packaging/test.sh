@@ -36,6 +36,21 @@ run_suite() {
 }
 
 run_suite build
+
+# Every unit test under valgrind as well: no invalid access, no definite leak.
+echo "== valgrind (unit tests)"
+for t in build/tests/test_*; do
+	[ -x "$t" ] || continue
+	log=$(mktemp)
+	if ! valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+		"$t" >"$log" 2>&1; then
+		cat "$log"
+		echo "valgrind: $(basename "$t") failed" >&2
+		exit 1
+	fi
+	echo "valgrind: $(basename "$t") clean"
+	rm -f "$log"
+done
 if ! $is_quick; then
 	# Tests run under ASan+UBSan too; leaks are reported at exit by LeakSanitizer.
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
