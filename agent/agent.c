@@ -54,11 +54,25 @@ static void agent_on_signal(evutil_socket_t sig, short what, void *arg)
 	agent_stop(a);
 }
 
+/*
+ * Loads the pipelines directory into a new set and swaps it in. Runs keep the
+ * definition they started with (stored with the run), so replacing the set
+ * never changes a run under way. A file with errors is left out and logged;
+ * a directory that cannot be read keeps the set there was.
+ */
 static int agent_load_pipelines(struct agent *a)
 {
 	struct diags diags = {0};
 	struct plugin_catalog catalog = {.has_plugin = plugin_host_has, .arg = a->plugins};
-	int rc = pipeline_set_load_dir(&a->pipelines, a->cfg->pipelines_dir, &catalog, &diags);
+	struct pipeline_set set = {0};
+	int rc = pipeline_set_load_dir(&set, a->cfg->pipelines_dir, &catalog, &diags);
+	if (rc == 0 || a->pipelines.n == 0) {
+		pipeline_set_free(&a->pipelines);
+		a->pipelines = set;
+	} else {
+		log_error("pipelines: keeping the %zu pipeline(s) loaded before", a->pipelines.n);
+		pipeline_set_free(&set);
+	}
 	for (size_t i = 0; i < diags.n; i++)
 		log_error("pipelines: %s:%d: %s", diags.items[i].file, diags.items[i].line,
 		          diags.items[i].message);
@@ -68,6 +82,16 @@ static int agent_load_pipelines(struct agent *a)
 		log_info("pipelines: loaded %s (%zu stage(s)) from %s", a->pipelines.items[i]->name,
 		         a->pipelines.items[i]->n_stages, a->pipelines.items[i]->file);
 	return rc;
+}
+
+static void agent_on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig, (void)what;
+	struct agent *a = arg;
+	log_info("agent: SIGHUP: reloading pipelines from %s (other agent.yaml changes need a "
+	         "restart)",
+	         a->cfg->pipelines_dir);
+	agent_load_pipelines(a);
 }
 
 static void agent_teardown(struct agent *a)
@@ -87,6 +111,8 @@ static void agent_teardown(struct agent *a)
 		event_free(a->sig_term);
 	if (a->sig_int != NULL)
 		event_free(a->sig_int);
+	if (a->sig_hup != NULL)
+		event_free(a->sig_hup);
 	if (a->base != NULL)
 		event_base_free(a->base);
 	config_free(a->cfg);
@@ -112,6 +138,8 @@ int agent_main(const char *config_path)
 	a->sig_int = evsignal_new(a->base, SIGINT, agent_on_signal, a);
 	event_add(a->sig_term, NULL);
 	event_add(a->sig_int, NULL);
+	a->sig_hup = evsignal_new(a->base, SIGHUP, agent_on_sighup, a);
+	event_add(a->sig_hup, NULL);
 
 	log_info("agent: drover %s starting (config %s, state %s)", DROVER_VERSION,
 	         config_path != NULL ? config_path : "(embedded default)", a->cfg->state_dir);

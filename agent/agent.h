@@ -37,7 +37,7 @@ struct agent {
 	struct scheduler *sched;
 	struct admin *admin;
 	struct metrics metrics;
-	struct event *sig_term, *sig_int, *stop_timer;
+	struct event *sig_term, *sig_int, *sig_hup;
 	bool is_stopping;
 	int exit_code;
 };
