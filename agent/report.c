@@ -246,8 +246,7 @@ static void report_on_kick(evutil_socket_t fd, short what, void *arg)
 
 void report_kick(struct report *r)
 {
-	if (!event_pending(r->kick_ev, EV_TIMEOUT, NULL))
-		event_active(r->kick_ev, EV_TIMEOUT, 0);
+	event_active(r->kick_ev, EV_TIMEOUT, 0); /* once per loop pass, however often asked */
 }
 
 size_t report_in_flight(const struct report *r)

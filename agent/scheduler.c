@@ -1082,26 +1082,19 @@ static void scheduler_on_kick(evutil_socket_t fd, short what, void *arg)
 	size_t n_holders = 0;
 	for (struct run **pp = &s->runs; *pp != NULL;) {
 		struct run *run = *pp;
-		if (run->phase == PHASE_WAITING) {
+		if (run->phase == PHASE_WAITING && !run->is_cancelling && !s->is_draining) {
 			bool is_blocked = false;
 			for (size_t i = 0; i < n_holders && !is_blocked; i++)
 				is_blocked = run_shares_key(holders[i], run);
-			if (run->is_cancelling) {
-				is_blocked = false; /* nothing to wait for: it ends now */
-			} else if (!is_blocked && !s->is_draining) {
+			if (!is_blocked)
 				run_begin(run);
-			}
-			if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL)
-				holders[n_holders++] = run;
-			if (run->phase == PHASE_WAITING && !run->is_cancelling) {
-				pp = &run->next;
-				continue;
-			}
-		} else if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL) {
-			holders[n_holders++] = run;
 		}
-		if (run->phase == PHASE_CHECKOUT ||
-		    (run->phase == PHASE_WAITING && !run->is_cancelling) || !run_advance(run)) {
+		if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL)
+			holders[n_holders++] = run;
+		/* A run cancelled while it waited has nothing left to wait for. */
+		bool may_advance = run->phase == PHASE_STAGES ||
+		                   (run->phase == PHASE_WAITING && run->is_cancelling);
+		if (!may_advance || !run_advance(run)) {
 			pp = &run->next;
 			continue;
 		}
