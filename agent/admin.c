@@ -1,6 +1,6 @@
 /*
  * admin: evhttp routes. Reads the store and the metrics; writes nothing but
- * Kafka records (events). Every route but /healthz needs the bearer token
+ * Kafka records (events). Every route but /healthz and /readyz needs the bearer token
  * when one is configured; bodies and headers are size-capped by evhttp.
  */
 #include "admin.h"
@@ -351,6 +351,21 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req)
 	                    scheduler_active_runs(ad->agent->sched),
 	                    scheduler_running_stages(ad->agent->sched),
 	                    (long long)store_outbox_count(ad->agent->store));
+	const json_t *lag = ad->agent->intake != NULL ? intake_lag(ad->agent->intake) : NULL;
+	if (lag != NULL && json_object_size(lag) > 0) {
+		evbuffer_add_printf(out, "# HELP drover_consumer_lag Records of the events topic not "
+		                         "yet consumed, per partition\n"
+		                         "# TYPE drover_consumer_lag gauge\n");
+		const char *part;
+		json_t *v;
+		json_object_foreach((json_t *)lag, part, v)
+		evbuffer_add_printf(out, "drover_consumer_lag{partition=\"%s\"} %lld\n", part,
+		                    (long long)json_integer_value(v));
+	}
+	evbuffer_add_printf(out,
+	                    "# HELP drover_intake_paused 1 while backpressure pauses the intake\n"
+	                    "# TYPE drover_intake_paused gauge\ndrover_intake_paused %d\n",
+	                    ad->agent->intake != NULL && intake_is_paused(ad->agent->intake));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	                  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, out);
@@ -366,10 +381,19 @@ static void admin_route(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
 	if (path == NULL)
 		path = "/";
-	if (strcmp(path, "/healthz") == 0) {
-		admin_reply_json(req, 200,
-		                 json_pack("{s:s,s:b}", "status", "ok", "kafka_assigned",
-		                           a->intake != NULL && intake_is_assigned(a->intake)));
+	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+		/* /healthz: the agent is alive (200) and says whether it is ready;
+		 * /readyz answers 503 while it is not. */
+		bool is_connected = a->intake != NULL && intake_is_connected(a->intake);
+		bool is_assigned = a->intake != NULL && intake_is_assigned(a->intake);
+		bool is_ready = is_connected && is_assigned && !a->is_stopping;
+		int code = strcmp(path, "/readyz") == 0 && !is_ready ? 503 : 200;
+		admin_reply_json(req, code,
+		                 json_pack("{s:s,s:b,s:b,s:b,s:b}", "status",
+		                           is_ready ? "ok" : "not_ready", "ready", is_ready,
+		                           "kafka_connected", is_connected, "kafka_assigned",
+		                           is_assigned, "intake_paused",
+		                           a->intake != NULL && intake_is_paused(a->intake)));
 		return;
 	}
 	if (!admin_is_authorized(ad, req)) {

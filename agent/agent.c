@@ -187,7 +187,7 @@ int agent_main(const char *config_path)
 		log_error("agent: intake: %s", err);
 		goto out;
 	}
-	log_info("agent: ready");
+	log_info("agent: running (ready once Kafka assigns partitions: see /readyz)");
 	event_base_dispatch(a->base);
 	log_info("agent: committing offsets and flushing results");
 	rc = 0;

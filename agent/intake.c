@@ -34,7 +34,23 @@ struct intake {
 	struct event *wake_ev, *poll_timer;
 	bool is_paused;
 	bool is_assigned;
+	int connected;     /* a broker is up: -1 not known yet, 0 no, 1 yes */
+	json_t *lag;       /* {"<partition>": lag} from the last statistics (owned) */
 };
+
+/*
+ * Commits the stored offsets before partitions go to another member, so the
+ * next owner starts after the last event recorded here. Synchronous only
+ * while a broker is reachable: a stop during an outage must not hang on it
+ * (what is not committed is redelivered, and this agent's store recognises it).
+ */
+static void intake_commit_before_revoke(struct intake *in, rd_kafka_t *rk)
+{
+	rd_kafka_resp_err_t err = rd_kafka_commit(rk, NULL, in->connected == 1 ? 0 : 1);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_warn("intake: committing offsets before the partitions go: %s",
+		         rd_kafka_err2str(err));
+}
 
 static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -53,11 +69,14 @@ static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			rd_kafka_assign(rk, parts);
 		}
 		in->is_assigned = true;
+		in->connected = 1;
 		if (in->is_paused)
 			rd_kafka_pause_partitions(rk, parts);
 	} else {
-		log_info("intake: %s %d partition(s)",
-		         rd_kafka_assignment_lost(rk) ? "lost" : "revoked", parts->cnt);
+		bool is_lost = rd_kafka_assignment_lost(rk);
+		log_info("intake: %s %d partition(s)", is_lost ? "lost" : "revoked", parts->cnt);
+		if (!is_lost)
+			intake_commit_before_revoke(in, rk);
 		if (is_cooperative) {
 			rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
 			if (e != NULL)
@@ -67,6 +86,55 @@ static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			in->is_assigned = false;
 		}
 	}
+}
+
+/*
+ * librdkafka's statistics (every second, on the loop): whether any broker
+ * is up, for readiness, and the consumer lag of each assigned partition.
+ */
+static int intake_stats(rd_kafka_t *rk, char *text, size_t len, void *opaque)
+{
+	(void)rk;
+	struct intake *in = opaque;
+	json_t *stats = json_loadb(text, len, 0, NULL);
+	if (stats == NULL)
+		return 0;
+	int is_up = 0;
+	const char *name;
+	json_t *b;
+	json_object_foreach(json_object_get(stats, "brokers"), name, b)
+	{
+		/* Logical brokers (bootstrap, coordinator aliases) have nodeid -1. */
+		if (json_integer_value(json_object_get(b, "nodeid")) >= 0 &&
+		    json_is_string(json_object_get(b, "state")) &&
+		    strcmp(json_string_value(json_object_get(b, "state")), "UP") == 0)
+			is_up = 1;
+	}
+	if (is_up != in->connected) {
+		if (is_up)
+			log_info("intake: connected to Kafka at %s", kafka_brokers(in->agent->kafka));
+		else
+			log_warn("intake: no Kafka broker reachable at %s: retrying (not ready)",
+			         kafka_brokers(in->agent->kafka));
+		in->connected = is_up;
+	}
+	json_t *lag = json_object();
+	json_t *parts = json_object_get(
+	    json_object_get(json_object_get(stats, "topics"), in->agent->cfg->kafka.events_topic),
+	    "partitions");
+	json_t *p;
+	json_object_foreach(parts, name, p)
+	{
+		json_int_t l = json_integer_value(json_object_get(p, "consumer_lag"));
+		if (strcmp(name, "-1") != 0 && l >= 0 &&
+		    json_integer_value(json_object_get(p, "fetch_state")) != -1 &&
+		    json_is_true(json_object_get(p, "desired")))
+			json_object_set_new(lag, name, json_integer(l));
+	}
+	json_decref(in->lag);
+	in->lag = lag;
+	json_decref(stats);
+	return 0; /* librdkafka frees text */
 }
 
 /* The record's headers as event_header views (pointing into the message). */
@@ -253,9 +321,22 @@ retry_later:
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
+static bool intake_is_full(const struct intake *in)
+{
+	const struct agent *a = in->agent;
+	return scheduler_active_runs(a->sched) >= (size_t)a->cfg->max_queued_runs;
+}
+
 static void intake_poll(struct intake *in)
 {
 	for (int i = 0; i < INTAKE_BATCH; i++) {
+		/* The high-water mark holds per record, not per batch. */
+		if (!in->is_paused && intake_is_full(in)) {
+			log_info("intake: %zu runs queued or running (high-water mark %d): pausing",
+			         scheduler_active_runs(in->agent->sched), in->agent->cfg->max_queued_runs);
+			intake_set_paused(in, true);
+		}
+		/* Paused partitions deliver nothing; polling still serves the group. */
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
 		if (m == NULL)
 			return;
@@ -293,10 +374,23 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	struct intake *in = xcalloc(1, sizeof *in);
 	in->agent = a;
 	in->wake_fds[0] = in->wake_fds[1] = -1;
+	in->connected = -1;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_opaque(conf, in);
 	rd_kafka_conf_set_rebalance_cb(conf, intake_rebalance);
+	rd_kafka_conf_set_stats_cb(conf, intake_stats);
+	/*
+	 * Defaults kafka.properties may change: stored offsets are committed
+	 * every 500 ms (not 5 s), which keeps what a crash redelivers small; the
+	 * prefetch queue is capped at 4 MiB (not 64 MiB), so a paused intake
+	 * holds little in memory.
+	 */
+	rd_kafka_conf_set(conf, "auto.commit.interval.ms", "500", NULL, 0);
+	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "4096", NULL, 0);
+	rd_kafka_conf_set(conf, "queued.min.messages", "10000", NULL, 0);
 	if (kafka_conf_apply(conf, a->cfg, kafka_brokers(a->kafka), err, err_len) != 0 ||
+	    rd_kafka_conf_set(conf, "statistics.interval.ms", "1000", err, err_len) !=
+	        RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "group.id", a->cfg->kafka.group, err, err_len) !=
 	        RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, err_len) !=
@@ -384,6 +478,7 @@ void intake_free(struct intake *in)
 	rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	close(in->wake_fds[0]);
 	close(in->wake_fds[1]);
+	json_decref(in->lag);
 	free(in);
 }
 
@@ -411,4 +506,14 @@ bool intake_is_assigned(const struct intake *in)
 bool intake_is_paused(const struct intake *in)
 {
 	return in->is_paused;
+}
+
+bool intake_is_connected(const struct intake *in)
+{
+	return in->connected == 1;
+}
+
+const json_t *intake_lag(const struct intake *in)
+{
+	return in->lag;
 }

@@ -7,6 +7,7 @@
 #ifndef DROVER_INTAKE_H
 #define DROVER_INTAKE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -21,5 +22,9 @@ void intake_free(struct intake *in);
 void intake_set_paused(struct intake *in, bool is_paused);
 bool intake_is_assigned(const struct intake *in);
 bool intake_is_paused(const struct intake *in);
+/* A broker answered in the last statistics interval (or assigned partitions). */
+bool intake_is_connected(const struct intake *in);
+/* {"<partition>": lag} of the events topic from the last statistics, or NULL. */
+const json_t *intake_lag(const struct intake *in);
 
 #endif

@@ -170,6 +170,13 @@ struct kafka *kafka_new(const struct config *cfg, struct event_base *base, char 
 
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
+	/*
+	 * A record is retried for as long as the agent runs (kafka.properties
+	 * may set a limit): through a broker outage the idempotent producer
+	 * keeps it, in order, and delivers it once when the broker is back. A
+	 * record given up and produced again could be written twice.
+	 */
+	rd_kafka_conf_set(conf, "message.timeout.ms", "0", NULL, 0);
 	if (kafka_conf_apply(conf, cfg, k->brokers, err, err_len) != 0 ||
 	    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, err_len) !=
 	        RD_KAFKA_CONF_OK ||

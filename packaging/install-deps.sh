@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-deps: installs the Debian/Ubuntu packages drover needs to build,
-# test and run. Idempotent: when everything is already installed it touches
+# test and run (Java 17 and Maven run the local Kafka broker of
+# packaging/kafka.sh). Idempotent: when everything is already installed it touches
 # nothing (no apt-get update, no sudo) and says so.
 #
 #   packaging/install-deps.sh           build, test and run dependencies
@@ -13,6 +14,7 @@ packages=(
 	libevent-dev librdkafka-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 	libsqlite3-dev sqlite3 libcmocka-dev
 	clang-format valgrind kcat curl python3
+	openjdk-17-jre-headless maven
 )
 fuzz_packages=(clang libclang-rt-14-dev)
 

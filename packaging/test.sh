@@ -5,9 +5,13 @@
 #   packaging/test.sh --quick      plain build only
 #
 # Builds go to build/ (plain, RelWithDebInfo), build-asan/ (sanitizers) and
-# build-fuzz/ (clang, libFuzzer). Unit tests
-# (cmocka), fuzz-corpus replays and end-to-end tests (the real binary on the
-# embedded broker with real git repositories) all run through ctest.
+# build-fuzz/ (clang, libFuzzer). Unit tests (cmocka), fuzz-corpus replays and
+# end-to-end tests (the real binary with real git repositories) run through
+# ctest. In build/ the end-to-end tests run on a real Apache Kafka broker that
+# ctest starts once (packaging/kafka.sh; Kafka's jars are fetched from Maven
+# Central the first time and cached in ~/.m2 and ~/.cache/drover), together
+# with the delivery-guarantee tests (tests/e2e/kafka/); in build-asan/ they
+# run on the embedded broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +39,7 @@ run_suite() {
 	ctest --test-dir "$dir" --output-on-failure -j "$jobs"
 }
 
-run_suite build
+run_suite build -DDROVER_E2E_BROKER=real
 
 # Every unit test under valgrind as well: no invalid access, no definite leak.
 echo "== valgrind (unit tests)"
@@ -54,7 +58,7 @@ done
 if ! $is_quick; then
 	# Tests run under ASan+UBSan too; leaks are reported at exit by LeakSanitizer.
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		run_suite build-asan -DDROVER_SANITIZE=ON
+		run_suite build-asan -DDROVER_SANITIZE=ON -DDROVER_E2E_BROKER=embedded
 	# Each libFuzzer harness runs a bounded time from its seed corpus (copied,
 	# so the repository's seeds stay as they are).
 	echo "== fuzz (libFuzzer, ${FUZZ_SECONDS:-20} s per harness)"

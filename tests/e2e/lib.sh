@@ -1,14 +1,21 @@
 # shellcheck shell=bash
 #
 # lib.sh: shared helpers of the end-to-end tests. Each test sources this file,
-# then runs the real `drover` binary (agent and CLI) on its embedded Kafka
-# broker, against git repositories made in a private temporary directory.
+# then runs the real `drover` binary (agent and CLI) against git repositories
+# made in a private temporary directory, on a real Apache Kafka broker (the
+# one ctest starts for the suite with packaging/kafka.sh) or on the agent's
+# embedded broker.
 #
 # Environment (set by ctest; defaults for running a test by hand):
-#   DROVER_BIN       the drover binary
-#   DROVER_BUILD     the build directory (plugins in $DROVER_BUILD/plugins)
-#   DROVER_SRC       the source tree
-#   DROVER_FIXTURES  tests/fixtures
+#   DROVER_BIN         the drover binary
+#   DROVER_BUILD       the build directory (plugins in $DROVER_BUILD/plugins)
+#   DROVER_SRC         the source tree
+#   DROVER_FIXTURES    tests/fixtures
+#   DROVER_E2E_BROKER  real (default when run by hand: embedded) or embedded
+#   DROVER_KAFKA_DIR   the real broker's directory (packaging/kafka.sh --dir)
+#
+# On the real broker every test has topics and a consumer group of its own
+# (e2e.<test>.<pid>.*), so tests run side by side on one broker.
 #
 # Every wait is bounded. On success the temporary directory is removed; on
 # failure (or with E2E_KEEP=1) it is kept and its path printed, with the
@@ -21,7 +28,9 @@ shopt -s inherit_errexit
 : "${DROVER_BUILD:=$DROVER_SRC/build}"
 : "${DROVER_BIN:=$DROVER_BUILD/drover}"
 : "${DROVER_FIXTURES:=$DROVER_SRC/tests/fixtures}"
-export DROVER_SRC DROVER_BUILD DROVER_BIN DROVER_FIXTURES
+: "${DROVER_E2E_BROKER:=embedded}"
+: "${DROVER_KAFKA_DIR:=$DROVER_BUILD/kafka}"
+export DROVER_SRC DROVER_BUILD DROVER_BIN DROVER_FIXTURES DROVER_E2E_BROKER DROVER_KAFKA_DIR
 
 # Commits made by the tests do not depend on the machine's git identity.
 export GIT_AUTHOR_NAME="drover e2e" GIT_AUTHOR_EMAIL="e2e@drover.invalid"
@@ -31,13 +40,16 @@ export GIT_CONFIG_NOSYSTEM=1
 TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/drover-e2e.$TEST_NAME.XXXXXX")
 CFG=$T/agent.yaml
+STATE_DIR=$T/state
 AGENT_PID=""
+EXTRA_PIDS=() # more agents a test started itself; killed at the end
 AGENT_LOG=$T/agent.1.log
 AGENT_STARTS=0
 PORT=""
 REPO_NAMES=()
 REPO_URLS=()
 ADMIN_EXTRA=()
+KAFKA_PROPS=() # "name: value" lines of kafka.properties
 mkdir -p "$T/pipelines" "$T/pids" "$T/git" "$T/events"
 
 if [ ! -x "$DROVER_BIN" ]; then
@@ -121,6 +133,11 @@ _e2e_cleanup()
 		kill -KILL "$AGENT_PID" 2>/dev/null
 		wait "$AGENT_PID" 2>/dev/null
 	fi
+	local p
+	for p in "${EXTRA_PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
 	# Processes the tests' stages recorded (pid files under $T/pids): a failed
 	# test must not leave sleepers behind. Only sleeps are signalled.
 	local f pid
@@ -287,6 +304,63 @@ d["pull_request"]["base"]["ref"] = a[3]
 ' "$action" "$number" "$sha" "$base"
 }
 
+# ---------------------------------------------------------------- kafka
+
+is_real_kafka()
+{
+	[ "$DROVER_E2E_BROKER" = real ]
+}
+
+if is_real_kafka; then
+	KAFKA_BROKERS=$("$DROVER_SRC/packaging/kafka.sh" status --dir "$DROVER_KAFKA_DIR") ||
+		fail "no Kafka broker running in $DROVER_KAFKA_DIR (ctest starts it: run the suite, or packaging/kafka.sh start --dir $DROVER_KAFKA_DIR --port 0 --auto-create)"
+	KAFKA_GROUP="e2e.$TEST_NAME.$$"
+	EVENTS_TOPIC="$KAFKA_GROUP.events"
+	RESULTS_TOPIC="$KAFKA_GROUP.results"
+	DEAD_LETTER_TOPIC="$KAFKA_GROUP.dead-letter"
+else
+	KAFKA_BROKERS=embedded
+	KAFKA_GROUP=drover
+	EVENTS_TOPIC=drover.events
+	RESULTS_TOPIC=drover.results
+	DEAD_LETTER_TOPIC=drover.dead-letter
+fi
+
+# require_real_kafka: tests of delivery guarantees mean nothing on the
+# in-memory broker (ctest registers them only for the real one).
+require_real_kafka()
+{
+	is_real_kafka || fail "this test needs the real broker (DROVER_E2E_BROKER=real)"
+}
+
+# kafka_topic NAME PARTITIONS: creates a topic on the real broker.
+kafka_topic()
+{
+	local out
+	out=$("$DROVER_SRC/packaging/kafka.sh" topic "$1" "$2" --dir "$DROVER_KAFKA_DIR" 2>&1) ||
+		fail "creating topic $1: $out"
+}
+
+# kafka_consume TOPIC COUNT [TIMEOUT]: the first COUNT records of TOPIC as
+# kcat JSON envelopes, one per line (topic, partition, offset, key, payload,
+# headers as a flat [name, value, ...] list). Fails if fewer arrive in time.
+kafka_consume()
+{
+	local topic=$1 count=$2 timeout=${3:-30} out n
+	out=$(timeout "$timeout" kcat -b "$KAFKA_BROKERS" -C -t "$topic" -o beginning \
+		-c "$count" -J -q 2>/dev/null || true)
+	n=$(printf '%s' "$out" | grep -c . || true)
+	[ "$n" -ge "$count" ] || fail "only $n of $count records on $topic within $timeout s"
+	printf '%s\n' "$out"
+}
+
+# kafka_count TOPIC: how many records TOPIC holds now (sum over partitions).
+kafka_count()
+{
+	timeout 30 kcat -b "$KAFKA_BROKERS" -C -t "$1" -o beginning -e -q -f 'x\n' 2>/dev/null |
+		grep -c x || true
+}
+
 # ---------------------------------------------------------------- config
 
 free_port()
@@ -308,19 +382,37 @@ write_pipeline()
 	printf '%s\n' "${text//@T@/$T}" >"$T/pipelines/$1.yml"
 }
 
-# write_config [TOP-LEVEL YAML LINE...]: $CFG with the test's state dir,
-# pipelines, the built plugins, a free admin port, the repos added with
-# add_repo, ADMIN_EXTRA lines inside admin:, then the given lines.
+# write_config [TOP-LEVEL YAML LINE...]: $CFG with $STATE_DIR, the test's
+# pipelines, the built plugins, the test's broker and topics (KAFKA_PROPS
+# lines in kafka.properties), a free admin port, the repos added with
+# add_repo, ADMIN_EXTRA lines inside admin:, then the given lines. On the
+# real broker it creates the events topic (EVENTS_PARTITIONS, default 4).
 write_config()
 {
 	[ -n "$PORT" ] || PORT=$(free_port)
+	if is_real_kafka && [ -z "${_EVENTS_TOPIC_MADE:-}" ]; then
+		kafka_topic "$EVENTS_TOPIC" "${EVENTS_PARTITIONS:-4}"
+		_EVENTS_TOPIC_MADE=1
+	fi
 	local i line
 	{
-		echo "state_dir: \"$T/state\""
+		echo "state_dir: \"$STATE_DIR\""
 		echo "pipelines: \"$T/pipelines\""
 		echo "plugins: \"$DROVER_BUILD/plugins\""
 		echo "kafka:"
-		echo "  brokers: embedded"
+		echo "  brokers: \"$KAFKA_BROKERS\""
+		echo "  group: \"$KAFKA_GROUP\""
+		echo "  events_topic: \"$EVENTS_TOPIC\""
+		echo "  results_topic: \"$RESULTS_TOPIC\""
+		echo "  dead_letter_topic: \"$DEAD_LETTER_TOPIC\""
+		if [ "${#KAFKA_PROPS[@]}" -eq 0 ]; then
+			echo "  properties: {}"
+		else
+			echo "  properties:"
+			for line in "${KAFKA_PROPS[@]}"; do
+				echo "    $line"
+			done
+		fi
 		echo "admin:"
 		echo "  listen: \"127.0.0.1:$PORT\""
 		for line in "${ADMIN_EXTRA[@]}"; do
@@ -403,7 +495,7 @@ emit_github()
 	out=$(dv emit -c "$CFG" --github-event "$1" --id "$3" "$2" 2>&1) ||
 		fail "drover emit --github-event $1 --id $3 $2 failed: $out"
 	case "$out" in
-	"queued drover.events["*"]@"*) ;;
+	"queued $EVENTS_TOPIC["*"]@"*) ;;
 	*) fail "drover emit printed '$out', not 'queued <topic>[<p>]@<offset>'" ;;
 	esac
 }
