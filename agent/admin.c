@@ -10,11 +10,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <sys/queue.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,7 +51,7 @@ static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 	free(text);
 	json_decref(body);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	                  "application/json");
+			  "application/json");
 	evhttp_send_reply(req, code, NULL, out);
 	evbuffer_free(out);
 }
@@ -74,8 +74,7 @@ static bool admin_is_authorized(const struct admin *ad, struct evhttp_request *r
 	const char *token = ad->agent->cfg->admin.token;
 	if (token == NULL)
 		return true;
-	const char *h =
-	    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
 		return false;
 	const char *given = h + 7;
@@ -109,28 +108,28 @@ static void admin_on_conn_close(struct evhttp_connection *conn, void *arg)
 }
 
 static void admin_event_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partition,
-                                  int64_t offset)
+				  int64_t offset)
 {
 	struct pending_event *p = arg;
 	struct admin *ad = p->ad;
 	if (p->req != NULL) {
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			admin_reply_json(p->req, 202,
-			                 json_pack("{s:s,s:i,s:I,s:s?}", "topic",
-			                           ad->agent->cfg->kafka.events_topic, "partition",
-			                           (int)partition, "offset", (json_int_t)offset,
-			                           "key", p->key));
+					 json_pack("{s:s,s:i,s:I,s:s?}", "topic",
+						   ad->agent->cfg->kafka.events_topic, "partition",
+						   (int)partition, "offset", (json_int_t)offset,
+						   "key", p->key));
 		else
 			admin_reply_error(p->req, 503, "Kafka did not take the event: %s",
-			                  rd_kafka_err2str(err));
+					  rd_kafka_err2str(err));
 	}
 	admin_forget_pending(ad, p);
 }
 
 /* Request headers that become record headers, with their Kafka names. */
 static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
-                                               struct event_header *views, size_t *n_views,
-                                               size_t max_views)
+					       struct event_header *views, size_t *n_views,
+					       size_t max_views)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -140,9 +139,9 @@ static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
 		if (strncasecmp(kv->key, "ce-", 3) == 0 && strlen(kv->key) < sizeof name) {
 			snprintf(name, sizeof name, "ce_%s", kv->key + 3);
 		} else if (strcasecmp(kv->key, "X-GitHub-Event") == 0 ||
-		           strcasecmp(kv->key, "X-GitHub-Delivery") == 0 ||
-		           strcasecmp(kv->key, "X-Drover-Event") == 0 ||
-		           strcasecmp(kv->key, "Content-Type") == 0) {
+			   strcasecmp(kv->key, "X-GitHub-Delivery") == 0 ||
+			   strcasecmp(kv->key, "X-Drover-Event") == 0 ||
+			   strcasecmp(kv->key, "Content-Type") == 0) {
 			snprintf(name, sizeof name, "%s", kv->key);
 		} else {
 			continue;
@@ -154,9 +153,9 @@ static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
 	const char *hname;
 	const void *hval;
 	size_t hsize;
-	for (size_t i = 0; *n_views < max_views &&
-	                   rd_kafka_header_get_all(h, i, &hname, &hval, &hsize) ==
-	                       RD_KAFKA_RESP_ERR_NO_ERROR;
+	for (size_t i = 0;
+	     *n_views < max_views &&
+	     rd_kafka_header_get_all(h, i, &hname, &hval, &hsize) == RD_KAFKA_RESP_ERR_NO_ERROR;
 	     i++) {
 		views[*n_views].name = hname;
 		views[*n_views].value = hval;
@@ -185,10 +184,10 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req)
 	rd_kafka_headers_t *headers = admin_event_headers(req, views, &n_views, ARRAY_LEN(views));
 	/* The record is keyed by repository so one repository's events stay in order. */
 	struct event_input input = {.headers = views,
-	                            .n_headers = n_views,
-	                            .payload = data,
-	                            .payload_len = len,
-	                            .received_at_ms = now_ms()};
+				    .n_headers = n_views,
+				    .payload = data,
+				    .payload_len = len,
+				    .received_at_ms = now_ms()};
 	struct event_options opt;
 	config_event_options(a->cfg, &opt);
 	json_t *ev = NULL;
@@ -203,7 +202,7 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req)
 	json_decref(ev);
 	evhttp_connection_set_closecb(p->conn, admin_on_conn_close, ad);
 	if (kafka_produce(a->kafka, a->cfg->kafka.events_topic, p->key, data, len, headers,
-	                  admin_event_delivered, p) != 0) {
+			  admin_event_delivered, p) != 0) {
 		rd_kafka_headers_destroy(headers);
 		free(p->key);
 		free(p);
@@ -254,7 +253,7 @@ static void admin_get_runs(struct admin *ad, struct evhttp_request *req)
 }
 
 static void admin_get_log(struct admin *ad, struct evhttp_request *req, long long run_id,
-                          const char *stage)
+			  const char *stage)
 {
 	json_t *run = store_run_json(ad->agent->store, run_id);
 	if (run == NULL) {
@@ -281,13 +280,13 @@ static void admin_get_log(struct admin *ad, struct evhttp_request *req, long lon
 	    admin_query(&q, "attempt") != NULL)
 		attempt = atoi(admin_query(&q, "attempt"));
 	evhttp_clear_headers(&q);
-	char *path = xasprintf("%s/logs/%lld/%s.%d.log", ad->agent->cfg->state_dir, run_id, stage,
-	                       attempt);
+	char *path =
+	    xasprintf("%s/logs/%lld/%s.%d.log", ad->agent->cfg->state_dir, run_id, stage, attempt);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	free(path);
 	if (fd < 0) {
 		admin_reply_error(req, 404, "no log for stage '%s' attempt %d (not started?)",
-		                  stage, attempt);
+				  stage, attempt);
 		return;
 	}
 	struct stat sb;
@@ -297,7 +296,7 @@ static void admin_get_log(struct admin *ad, struct evhttp_request *req, long lon
 	else
 		close(fd);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	                  "text/plain; charset=utf-8");
+			  "text/plain; charset=utf-8");
 	evhttp_send_reply(req, 200, NULL, out);
 	evbuffer_free(out);
 }
@@ -310,12 +309,14 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req)
 		const char *name, *help;
 		uint64_t value;
 	} counters[] = {
-	    {"drover_events_received_total", "Records read from the events topic", m->events_received},
+	    {"drover_events_received_total", "Records read from the events topic",
+	     m->events_received},
 	    {"drover_events_accepted_total", "Events that started runs", m->events_accepted},
 	    {"drover_events_unmatched_total", "Events no pipeline matched", m->events_unmatched},
 	    {"drover_events_duplicate_total", "Redelivered events (nothing new started)",
 	     m->events_duplicate},
-	    {"drover_events_ignored_total", "Events understood and ignored (ping)", m->events_ignored},
+	    {"drover_events_ignored_total", "Events understood and ignored (ping)",
+	     m->events_ignored},
 	    {"drover_events_refused_total", "Events of repositories not configured",
 	     m->events_refused},
 	    {"drover_events_dead_lettered_total", "Records sent to the dead-letter topic",
@@ -339,35 +340,36 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req)
 	};
 	for (size_t i = 0; i < ARRAY_LEN(counters); i++)
 		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
-		                    counters[i].name, counters[i].help, counters[i].name,
-		                    counters[i].name, (unsigned long long)counters[i].value);
+				    counters[i].name, counters[i].help, counters[i].name,
+				    counters[i].name, (unsigned long long)counters[i].value);
 	evbuffer_add_printf(out,
-	                    "# HELP drover_runs_active Runs queued or running\n"
-	                    "# TYPE drover_runs_active gauge\ndrover_runs_active %zu\n"
-	                    "# HELP drover_stages_running Stages running\n"
-	                    "# TYPE drover_stages_running gauge\ndrover_stages_running %zu\n"
-	                    "# HELP drover_outbox_depth Results waiting for Kafka\n"
-	                    "# TYPE drover_outbox_depth gauge\ndrover_outbox_depth %lld\n",
-	                    scheduler_active_runs(ad->agent->sched),
-	                    scheduler_running_stages(ad->agent->sched),
-	                    (long long)store_outbox_count(ad->agent->store));
+			    "# HELP drover_runs_active Runs queued or running\n"
+			    "# TYPE drover_runs_active gauge\ndrover_runs_active %zu\n"
+			    "# HELP drover_stages_running Stages running\n"
+			    "# TYPE drover_stages_running gauge\ndrover_stages_running %zu\n"
+			    "# HELP drover_outbox_depth Results waiting for Kafka\n"
+			    "# TYPE drover_outbox_depth gauge\ndrover_outbox_depth %lld\n",
+			    scheduler_active_runs(ad->agent->sched),
+			    scheduler_running_stages(ad->agent->sched),
+			    (long long)store_outbox_count(ad->agent->store));
 	const json_t *lag = ad->agent->intake != NULL ? intake_lag(ad->agent->intake) : NULL;
 	if (lag != NULL && json_object_size(lag) > 0) {
-		evbuffer_add_printf(out, "# HELP drover_consumer_lag Records of the events topic not "
-		                         "yet consumed, per partition\n"
-		                         "# TYPE drover_consumer_lag gauge\n");
+		evbuffer_add_printf(out,
+				    "# HELP drover_consumer_lag Records of the events topic not "
+				    "yet consumed, per partition\n"
+				    "# TYPE drover_consumer_lag gauge\n");
 		const char *part;
 		json_t *v;
 		json_object_foreach((json_t *)lag, part, v)
-		evbuffer_add_printf(out, "drover_consumer_lag{partition=\"%s\"} %lld\n", part,
-		                    (long long)json_integer_value(v));
+		    evbuffer_add_printf(out, "drover_consumer_lag{partition=\"%s\"} %lld\n", part,
+					(long long)json_integer_value(v));
 	}
 	evbuffer_add_printf(out,
-	                    "# HELP drover_intake_paused 1 while backpressure pauses the intake\n"
-	                    "# TYPE drover_intake_paused gauge\ndrover_intake_paused %d\n",
-	                    ad->agent->intake != NULL && intake_is_paused(ad->agent->intake));
+			    "# HELP drover_intake_paused 1 while backpressure pauses the intake\n"
+			    "# TYPE drover_intake_paused gauge\ndrover_intake_paused %d\n",
+			    ad->agent->intake != NULL && intake_is_paused(ad->agent->intake));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	                  "text/plain; version=0.0.4");
+			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, out);
 	evbuffer_free(out);
 }
@@ -389,17 +391,17 @@ static void admin_route(struct evhttp_request *req, void *arg)
 		bool is_ready = is_connected && is_assigned && !a->is_stopping;
 		int code = strcmp(path, "/readyz") == 0 && !is_ready ? 503 : 200;
 		admin_reply_json(req, code,
-		                 json_pack("{s:s,s:b,s:b,s:b,s:b}", "status",
-		                           is_ready ? "ok" : "not_ready", "ready", is_ready,
-		                           "kafka_connected", is_connected, "kafka_assigned",
-		                           is_assigned, "intake_paused",
-		                           a->intake != NULL && intake_is_paused(a->intake)));
+				 json_pack("{s:s,s:b,s:b,s:b,s:b}", "status",
+					   is_ready ? "ok" : "not_ready", "ready", is_ready,
+					   "kafka_connected", is_connected, "kafka_assigned",
+					   is_assigned, "intake_paused",
+					   a->intake != NULL && intake_is_paused(a->intake)));
 		return;
 	}
 	if (!admin_is_authorized(ad, req)) {
 		a->metrics.api_unauthorized++;
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-		                  "Bearer");
+				  "Bearer");
 		admin_reply_error(req, 401, "a valid bearer token is needed");
 		return;
 	}
@@ -418,15 +420,15 @@ static void admin_route(struct evhttp_request *req, void *arg)
 	} else if (strcmp(path, "/api/v1/runs") == 0) {
 		admin_get_runs(ad, req);
 	} else if (sscanf(path, "/api/v1/runs/%lld%n", &run_id, &consumed) == 1 &&
-	           path[consumed] == '\0') {
+		   path[consumed] == '\0') {
 		json_t *run = store_run_json(a->store, run_id);
 		if (run == NULL)
 			admin_reply_error(req, 404, "no run %lld", run_id);
 		else
 			admin_reply_json(req, 200, run);
 	} else if (sscanf(path, "/api/v1/runs/%lld/stages/%255[^/]/log%n", &run_id, stage,
-	                  &consumed) == 2 &&
-	           path[consumed] == '\0') {
+			  &consumed) == 2 &&
+		   path[consumed] == '\0') {
 		char *name = evhttp_uridecode(stage, 0, NULL);
 		admin_get_log(ad, req, run_id, name);
 		free(name);
@@ -457,7 +459,7 @@ struct admin *admin_new(struct agent *a, char *err, size_t err_len)
 	}
 	if (evhttp_bind_socket(ad->http, host, (ev_uint16_t)port) != 0) {
 		snprintf(err, err_len, "cannot listen on %s: %s", a->cfg->admin.listen,
-		         strerror(errno));
+			 strerror(errno));
 		free(listen);
 		admin_free(ad);
 		return NULL;

@@ -35,7 +35,7 @@ void agent_stop(struct agent *a)
 		return;
 	a->is_stopping = true;
 	log_info("agent: stopping: no new events; running stages get %lld ms to finish",
-	         (long long)a->cfg->stop_grace_ms);
+		 (long long)a->cfg->stop_grace_ms);
 	if (a->intake != NULL)
 		intake_set_paused(a->intake, true);
 	scheduler_drain(a->sched, a->cfg->stop_grace_ms, agent_on_idle, a);
@@ -75,12 +75,12 @@ static int agent_load_pipelines(struct agent *a)
 	}
 	for (size_t i = 0; i < diags.n; i++)
 		log_error("pipelines: %s:%d: %s", diags.items[i].file, diags.items[i].line,
-		          diags.items[i].message);
+			  diags.items[i].message);
 	a->metrics.pipelines_refused += diags.n > 0 ? 1 : 0;
 	diags_free(&diags);
 	for (size_t i = 0; i < a->pipelines.n; i++)
 		log_info("pipelines: loaded %s (%zu stage(s)) from %s", a->pipelines.items[i]->name,
-		         a->pipelines.items[i]->n_stages, a->pipelines.items[i]->file);
+			 a->pipelines.items[i]->n_stages, a->pipelines.items[i]->file);
 	return rc;
 }
 
@@ -89,8 +89,8 @@ static void agent_on_sighup(evutil_socket_t sig, short what, void *arg)
 	(void)sig, (void)what;
 	struct agent *a = arg;
 	log_info("agent: SIGHUP: reloading pipelines from %s (other agent.yaml changes need a "
-	         "restart)",
-	         a->cfg->pipelines_dir);
+		 "restart)",
+		 a->cfg->pipelines_dir);
 	agent_load_pipelines(a);
 }
 
@@ -142,7 +142,7 @@ int agent_main(const char *config_path)
 	event_add(a->sig_hup, NULL);
 
 	log_info("agent: drover %s starting (config %s, state %s)", DROVER_VERSION,
-	         config_path != NULL ? config_path : "(embedded default)", a->cfg->state_dir);
+		 config_path != NULL ? config_path : "(embedded default)", a->cfg->state_dir);
 	a->store = store_open(a->cfg->state_dir, err, sizeof err);
 	if (a->store == NULL) {
 		log_error("agent: %s", err);

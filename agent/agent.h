@@ -25,7 +25,7 @@ struct report;
 struct admin;
 
 struct agent {
-	struct config *cfg;   /* owned */
+	struct config *cfg; /* owned */
 	struct event_base *base;
 	struct store *store;
 	struct proc_table *procs;

@@ -21,34 +21,34 @@ struct repo_config {
 };
 
 struct kafka_config {
-	char *brokers;          /* "embedded" or "host:port,..." (default embedded) */
-	char *group;            /* default "drover" */
-	char *events_topic;     /* default "drover.events" */
-	char *results_topic;    /* default "drover.results" */
-	char *dead_letter_topic;/* default "drover.dead-letter" */
-	json_t *properties;     /* object of string → string, passed to librdkafka (owned) */
-	int embedded_partitions;/* partitions of topics in the embedded broker (default 4) */
+	char *brokers;		 /* "embedded" or "host:port,..." (default embedded) */
+	char *group;		 /* default "drover" */
+	char *events_topic;	 /* default "drover.events" */
+	char *results_topic;	 /* default "drover.results" */
+	char *dead_letter_topic; /* default "drover.dead-letter" */
+	json_t *properties;	 /* object of string → string, passed to librdkafka (owned) */
+	int embedded_partitions; /* partitions of topics in the embedded broker (default 4) */
 };
 
 struct admin_config {
-	char *listen;      /* "127.0.0.1:8470" */
-	char *token_file;  /* NULL: no token */
-	char *token;       /* read from token_file at load, trailing newline cut; NULL if none */
-	size_t max_body_bytes;   /* default 1 MiB */
+	char *listen;	  /* "127.0.0.1:8470" */
+	char *token_file; /* NULL: no token */
+	char *token;	  /* read from token_file at load, trailing newline cut; NULL if none */
+	size_t max_body_bytes;	 /* default 1 MiB */
 	size_t max_header_bytes; /* default 64 KiB */
 };
 
 struct config {
-	char *path; /* the file read, or NULL for the embedded default */
-	char *state_dir;     /* default "./state" */
-	char *pipelines_dir; /* default "./pipelines" */
-	char *plugins_dir;   /* default "./build/plugins" */
-	int max_parallel;    /* stages running at once, default 8 */
-	int max_queued_runs; /* high-water mark before intake pauses, default 1000 */
-	size_t max_event_bytes;  /* default 1 MiB */
-	size_t max_log_bytes;    /* per stage attempt, default 10 MiB */
-	int64_t stage_kill_grace_ms;  /* TERM → KILL on timeout/cancel, default 10s */
-	int64_t stop_grace_ms;        /* SIGTERM: let stages finish, default 30s */
+	char *path;			  /* the file read, or NULL for the embedded default */
+	char *state_dir;		  /* default "./state" */
+	char *pipelines_dir;		  /* default "./pipelines" */
+	char *plugins_dir;		  /* default "./build/plugins" */
+	int max_parallel;		  /* stages running at once, default 8 */
+	int max_queued_runs;		  /* high-water mark before intake pauses, default 1000 */
+	size_t max_event_bytes;		  /* default 1 MiB */
+	size_t max_log_bytes;		  /* per stage attempt, default 10 MiB */
+	int64_t stage_kill_grace_ms;	  /* TERM → KILL on timeout/cancel, default 10s */
+	int64_t stop_grace_ms;		  /* SIGTERM: let stages finish, default 30s */
 	int64_t keep_failed_workspace_ms; /* keep a failed run's checkout, default 1h */
 	struct kafka_config kafka;
 	struct admin_config admin;

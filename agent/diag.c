@@ -24,7 +24,8 @@ void diags_add(struct diags *d, const char *file, int line, const char *fmt, ...
 void diags_print(const struct diags *d, FILE *out)
 {
 	for (size_t i = 0; i < d->n; i++)
-		fprintf(out, "%s:%d: %s\n", d->items[i].file, d->items[i].line, d->items[i].message);
+		fprintf(out, "%s:%d: %s\n", d->items[i].file, d->items[i].line,
+			d->items[i].message);
 }
 
 void diags_free(struct diags *d)

@@ -81,10 +81,10 @@ struct event_options {
 };
 
 enum event_outcome {
-	EVENT_OK,        /* *out is the canonical event */
-	EVENT_IGNORED,   /* understood, nothing to build (GitHub ping, alert back to OK) */
+	EVENT_OK,	 /* *out is the canonical event */
+	EVENT_IGNORED,	 /* understood, nothing to build (GitHub ping, alert back to OK) */
 	EVENT_MALFORMED, /* not JSON, or a known shape missing what it needs */
-	EVENT_UNKNOWN,   /* no known source or event type */
+	EVENT_UNKNOWN,	 /* no known source or event type */
 	EVENT_TOO_LARGE, /* payload over max_payload_bytes */
 };
 
@@ -93,7 +93,7 @@ enum event_outcome {
  * owns; otherwise *out is NULL and err holds one line saying why.
  */
 enum event_outcome event_normalize(const struct event_input *in, const struct event_options *opt,
-                                   json_t **out, char *err, size_t err_len);
+				   json_t **out, char *err, size_t err_len);
 
 /* "ok", "ignored", "malformed", "unknown", "too_large": for counters and logs. */
 const char *event_outcome_name(enum event_outcome outcome);

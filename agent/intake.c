@@ -34,8 +34,8 @@ struct intake {
 	struct event *wake_ev, *poll_timer;
 	bool is_paused;
 	bool is_assigned;
-	int connected;     /* a broker is up: -1 not known yet, 0 no, 1 yes */
-	json_t *lag;       /* {"<partition>": lag} from the last statistics (owned) */
+	int connected; /* a broker is up: -1 not known yet, 0 no, 1 yes */
+	json_t *lag;   /* {"<partition>": lag} from the last statistics (owned) */
 };
 
 /*
@@ -49,11 +49,11 @@ static void intake_commit_before_revoke(struct intake *in, rd_kafka_t *rk)
 	rd_kafka_resp_err_t err = rd_kafka_commit(rk, NULL, in->connected == 1 ? 0 : 1);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_warn("intake: committing offsets before the partitions go: %s",
-		         rd_kafka_err2str(err));
+			 rd_kafka_err2str(err));
 }
 
 static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                             rd_kafka_topic_partition_list_t *parts, void *opaque)
+			     rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	struct intake *in = opaque;
 	bool is_cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
@@ -62,7 +62,8 @@ static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		if (is_cooperative) {
 			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
 			if (e != NULL) {
-				log_error("intake: incremental assign: %s", rd_kafka_error_string(e));
+				log_error("intake: incremental assign: %s",
+					  rd_kafka_error_string(e));
 				rd_kafka_error_destroy(e);
 			}
 		} else {
@@ -112,10 +113,11 @@ static int intake_stats(rd_kafka_t *rk, char *text, size_t len, void *opaque)
 	}
 	if (is_up != in->connected) {
 		if (is_up)
-			log_info("intake: connected to Kafka at %s", kafka_brokers(in->agent->kafka));
+			log_info("intake: connected to Kafka at %s",
+				 kafka_brokers(in->agent->kafka));
 		else
 			log_warn("intake: no Kafka broker reachable at %s: retrying (not ready)",
-			         kafka_brokers(in->agent->kafka));
+				 kafka_brokers(in->agent->kafka));
 		in->connected = is_up;
 	}
 	json_t *lag = json_object();
@@ -147,8 +149,8 @@ static size_t intake_headers(const rd_kafka_message_t *m, struct event_header *o
 	const char *name;
 	const void *value;
 	size_t size;
-	while (n < max && rd_kafka_header_get_all(h, n, &name, &value, &size) ==
-	                      RD_KAFKA_RESP_ERR_NO_ERROR) {
+	while (n < max &&
+	       rd_kafka_header_get_all(h, n, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		out[n].name = name;
 		out[n].value = value != NULL ? value : "";
 		out[n].value_len = value != NULL ? size : 0;
@@ -165,8 +167,8 @@ static void intake_store_offset(struct intake *in, const rd_kafka_message_t *m)
 	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, l);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		log_warn("intake: storing offset %s[%d]@%lld failed: %s",
-		         rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset + 1,
-		         rd_kafka_err2str(err));
+			 rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset + 1,
+			 rd_kafka_err2str(err));
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -179,7 +181,8 @@ static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, co
 	if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		blob = kafka_headers_pack(h, &blob_len);
 	char *key = m->key != NULL ? xstrndup(m->key, m->key_len) : NULL;
-	int rc = report_dead_letter(in->agent->report, key, m->payload, m->len, blob, blob_len, why);
+	int rc =
+	    report_dead_letter(in->agent->report, key, m->payload, m->len, blob, blob_len, why);
 	free(key);
 	free(blob);
 	return rc;
@@ -190,16 +193,17 @@ static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, co
  * Returns how many runs were created, or -1.
  */
 static int intake_admit(struct intake *in, const char *id, json_t *ev, const rd_kafka_message_t *m,
-                        int64_t **run_ids)
+			int64_t **run_ids)
 {
 	struct agent *a = in->agent;
 	const char *repo = json_string_value(json_object_get(ev, "repo"));
 	if (a->cfg->n_repos > 0 && (repo == NULL || config_find_repo(a->cfg, repo) == NULL)) {
 		log_warn("intake: event %s: repository '%s' is not configured: refused", id,
-		         repo != NULL ? repo : "(none)");
+			 repo != NULL ? repo : "(none)");
 		a->metrics.events_refused++;
-		int rc = store_event_insert(a->store, id, ev, "refused", "repository not configured",
-		                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+		int rc =
+		    store_event_insert(a->store, id, ev, "refused", "repository not configured",
+				       rd_kafka_topic_name(m->rkt), m->partition, m->offset);
 		return rc < 0 ? -1 : 0;
 	}
 	/* Match once; the runs are created only if the event is new. */
@@ -213,8 +217,8 @@ static int intake_admit(struct intake *in, const char *id, json_t *ev, const rd_
 		else
 			log_debug("intake: event %s: pipeline %s: %s", id, p->name, why);
 	}
-	int rc = store_event_insert(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched", NULL,
-	                            rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+	int rc = store_event_insert(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched",
+				    NULL, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
 	if (rc != 0) {
 		free(matched);
 		return rc < 0 ? -1 : -2; /* -2: a duplicate */
@@ -272,17 +276,17 @@ static void intake_handle(struct intake *in, const rd_kafka_message_t *m)
 			n_runs = 0;
 		} else if (n_runs >= 0) {
 			log_info("intake: event %s (%s %s %s) from %s[%d]@%lld: %d run(s)", id,
-			         json_string_value(json_object_get(ev, "kind")),
-			         json_string_value(json_object_get(ev, "action")),
-			         json_string_value(json_object_get(ev, "repo")), input.topic,
-			         m->partition, (long long)m->offset, n_runs);
+				 json_string_value(json_object_get(ev, "kind")),
+				 json_string_value(json_object_get(ev, "action")),
+				 json_string_value(json_object_get(ev, "repo")), input.topic,
+				 m->partition, (long long)m->offset, n_runs);
 		}
 		break;
 	}
 	case EVENT_IGNORED:
 		a->metrics.events_ignored++;
 		log_info("intake: %s[%d]@%lld ignored: %s", input.topic, m->partition,
-		         (long long)m->offset, err);
+			 (long long)m->offset, err);
 		break;
 	default:
 		if (outcome == EVENT_MALFORMED)
@@ -292,7 +296,7 @@ static void intake_handle(struct intake *in, const rd_kafka_message_t *m)
 		else
 			a->metrics.events_too_large++;
 		log_warn("intake: %s[%d]@%lld dead-lettered (%s): %s", input.topic, m->partition,
-		         (long long)m->offset, event_outcome_name(outcome), err);
+			 (long long)m->offset, event_outcome_name(outcome), err);
 		n_runs = intake_dead_letter(in, m, err) == 0 ? 0 : -1;
 		if (n_runs == 0)
 			a->metrics.events_dead_lettered++;
@@ -313,7 +317,7 @@ static void intake_handle(struct intake *in, const rd_kafka_message_t *m)
 retry_later:
 	/* Not recorded: do not move the offset. Rewind so Kafka gives it again. */
 	log_error("intake: could not record %s[%d]@%lld; it will be redelivered",
-	          rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
+		  rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
 	    m->offset;
@@ -333,7 +337,8 @@ static void intake_poll(struct intake *in)
 		/* The high-water mark holds per record, not per batch. */
 		if (!in->is_paused && intake_is_full(in)) {
 			log_info("intake: %zu runs queued or running (high-water mark %d): pausing",
-			         scheduler_active_runs(in->agent->sched), in->agent->cfg->max_queued_runs);
+				 scheduler_active_runs(in->agent->sched),
+				 in->agent->cfg->max_queued_runs);
 			intake_set_paused(in, true);
 		}
 		/* Paused partitions deliver nothing; polling still serves the group. */
@@ -390,13 +395,13 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	rd_kafka_conf_set(conf, "queued.min.messages", "10000", NULL, 0);
 	if (kafka_conf_apply(conf, a->cfg, kafka_brokers(a->kafka), err, err_len) != 0 ||
 	    rd_kafka_conf_set(conf, "statistics.interval.ms", "1000", err, err_len) !=
-	        RD_KAFKA_CONF_OK ||
+		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "group.id", a->cfg->kafka.group, err, err_len) !=
-	        RD_KAFKA_CONF_OK ||
+		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, err_len) !=
-	        RD_KAFKA_CONF_OK ||
+		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, err_len) !=
-	        RD_KAFKA_CONF_OK) {
+		RD_KAFKA_CONF_OK) {
 		rd_kafka_conf_destroy(conf);
 		free(in);
 		return NULL;
@@ -409,12 +414,13 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	}
 	rd_kafka_poll_set_consumer(in->rk);
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(topics, a->cfg->kafka.events_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_topic_partition_list_add(topics, a->cfg->kafka.events_topic,
+					  RD_KAFKA_PARTITION_UA);
 	rd_kafka_resp_err_t e = rd_kafka_subscribe(in->rk, topics);
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(err, err_len, "subscribe to %s: %s", a->cfg->kafka.events_topic,
-		         rd_kafka_err2str(e));
+			 rd_kafka_err2str(e));
 		rd_kafka_destroy(in->rk);
 		free(in);
 		return NULL;
@@ -433,7 +439,7 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	struct timeval tv = {0, 250 * 1000};
 	event_add(in->poll_timer, &tv);
 	log_info("intake: consuming %s as group %s from %s", a->cfg->kafka.events_topic,
-	         a->cfg->kafka.group, kafka_brokers(a->kafka));
+		 a->cfg->kafka.group, kafka_brokers(a->kafka));
 	return in;
 }
 
@@ -465,14 +471,14 @@ void intake_free(struct intake *in)
 				continue;
 			if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
 				intake_rebalance(in->rk, rd_kafka_event_error(ev),
-				                 rd_kafka_event_topic_partition_list(ev), in);
+						 rd_kafka_event_topic_partition_list(ev), in);
 			rd_kafka_event_destroy(ev);
 		}
 		if (!rd_kafka_consumer_closed(in->rk))
 			log_warn("intake: the broker did not answer within %d ms: leaving the "
-			         "group without committing (events since the last commit will "
-			         "be redelivered and recognised)",
-			         INTAKE_CLOSE_MS);
+				 "group without committing (events since the last commit will "
+				 "be redelivered and recognised)",
+				 INTAKE_CLOSE_MS);
 	}
 	rd_kafka_queue_destroy(q);
 	rd_kafka_destroy_flags(in->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);

@@ -6,13 +6,13 @@
 #include "kafka.h"
 
 #include <event2/event.h>
+#include <fcntl.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -55,7 +55,7 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
 }
 
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, const char *brokers,
-                     char *err, size_t err_len)
+		     char *err, size_t err_len)
 {
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, err_len) != RD_KAFKA_CONF_OK)
 		return -1;
@@ -115,7 +115,7 @@ static void kafka_on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* Starts librdkafka's in-process mock cluster and creates drover's topics. */
 static int kafka_start_embedded(struct kafka *k, const struct config *cfg, char *err,
-                                size_t err_len)
+				size_t err_len)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
@@ -139,24 +139,24 @@ static int kafka_start_embedded(struct kafka *k, const struct config *cfg, char 
 		return -1;
 	}
 	const char *topics[] = {cfg->kafka.events_topic, cfg->kafka.results_topic,
-	                        cfg->kafka.dead_letter_topic};
+				cfg->kafka.dead_letter_topic};
 	for (size_t i = 0; i < ARRAY_LEN(topics); i++) {
 		rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(
 		    k->mock, topics[i], cfg->kafka.embedded_partitions, 1);
 		if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			snprintf(err, err_len, "embedded broker: creating %s: %s", topics[i],
-			         rd_kafka_err2str(e));
+				 rd_kafka_err2str(e));
 			return -1;
 		}
 	}
 	k->brokers = xstrdup(rd_kafka_mock_cluster_bootstraps(k->mock));
 	log_info("kafka: embedded broker (librdkafka mock cluster) at %s, %d partitions per topic",
-	         k->brokers, cfg->kafka.embedded_partitions);
+		 k->brokers, cfg->kafka.embedded_partitions);
 	return 0;
 }
 
 struct kafka *kafka_new(const struct config *cfg, struct event_base *base, char *err,
-                        size_t err_len)
+			size_t err_len)
 {
 	struct kafka *k = xcalloc(1, sizeof *k);
 	k->base = base;
@@ -179,7 +179,7 @@ struct kafka *kafka_new(const struct config *cfg, struct event_base *base, char 
 	rd_kafka_conf_set(conf, "message.timeout.ms", "0", NULL, 0);
 	if (kafka_conf_apply(conf, cfg, k->brokers, err, err_len) != 0 ||
 	    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, err_len) !=
-	        RD_KAFKA_CONF_OK ||
+		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "acks", "all", err, err_len) != RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "linger.ms", "2", err, err_len) != RD_KAFKA_CONF_OK) {
 		rd_kafka_conf_destroy(conf);
@@ -214,7 +214,7 @@ void kafka_free(struct kafka *k, int timeout_ms)
 	if (k->producer != NULL) {
 		if (rd_kafka_flush(k->producer, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 			log_warn("kafka: %d records not acknowledged at stop (kept in the outbox)",
-			         rd_kafka_outq_len(k->producer));
+				 rd_kafka_outq_len(k->producer));
 		if (k->main_queue != NULL) {
 			rd_kafka_queue_io_event_enable(k->main_queue, -1, NULL, 0);
 			rd_kafka_queue_destroy(k->main_queue);
@@ -252,15 +252,14 @@ bool kafka_is_embedded(const struct kafka *k)
 }
 
 int kafka_produce(struct kafka *k, const char *topic, const char *key, const void *value,
-                  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg)
+		  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg)
 {
 	size_t key_len = key != NULL ? strlen(key) : 0;
 	struct delivery *d = xmalloc(sizeof *d);
 	d->cb = cb;
 	d->arg = arg;
 	rd_kafka_resp_err_t err = rd_kafka_producev(
-	    k->producer, RD_KAFKA_V_TOPIC(topic),
-	    RD_KAFKA_V_KEY(key, key_len),
+	    k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
 	    RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 	    RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -281,7 +280,7 @@ void *kafka_headers_pack(const rd_kafka_headers_t *headers, size_t *len)
 	size_t size;
 	for (size_t i = 0;
 	     headers != NULL && rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
-	                            RD_KAFKA_RESP_ERR_NO_ERROR;
+				    RD_KAFKA_RESP_ERR_NO_ERROR;
 	     i++) {
 		uint32_t name_len = (uint32_t)strlen(name);
 		int64_t value_len = value != NULL ? (int64_t)size : -1;
@@ -315,7 +314,7 @@ rd_kafka_headers_t *kafka_headers_unpack(const void *blob, size_t len)
 		if (value_len > (int64_t)(end - p))
 			break;
 		rd_kafka_header_add(h, name, (ssize_t)name_len, value_len >= 0 ? p : NULL,
-		                    value_len >= 0 ? (ssize_t)value_len : 0);
+				    value_len >= 0 ? (ssize_t)value_len : 0);
 		if (value_len > 0)
 			p += value_len;
 	}

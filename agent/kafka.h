@@ -18,10 +18,10 @@ struct kafka;
 
 /* Called once per produced record, on the loop, when Kafka acked or gave up. */
 typedef void (*kafka_delivery_cb)(void *arg, rd_kafka_resp_err_t err, int32_t partition,
-                                  int64_t offset);
+				  int64_t offset);
 
 struct kafka *kafka_new(const struct config *cfg, struct event_base *base, char *err,
-                        size_t err_len);
+			size_t err_len);
 /* Flushes what is in flight (up to timeout_ms), then frees. */
 void kafka_free(struct kafka *k, int timeout_ms);
 
@@ -34,12 +34,12 @@ bool kafka_is_embedded(const struct kafka *k);
  * 0, or -1 with a message naming the bad property.
  */
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, const char *brokers,
-                     char *err, size_t err_len);
+		     char *err, size_t err_len);
 
 /* Produces one record. headers (may be NULL) are taken over on success.
  * 0, or -1 (cb is then not called). */
 int kafka_produce(struct kafka *k, const char *topic, const char *key, const void *value,
-                  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg);
+		  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg);
 
 /* Headers as one blob (for the outbox) and back. Caller frees / destroys. */
 void *kafka_headers_pack(const rd_kafka_headers_t *headers, size_t *len);

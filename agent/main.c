@@ -10,18 +10,19 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: drover <command> [options]\n"
-	      "\n"
-	      "  agent    [-c FILE]                       run the daemon (foreground)\n"
-	      "  emit     [-c FILE] [--github-event NAME | --azure | --cloudevent] [--id ID] FILE|-\n"
-	      "  runs     [-c FILE] [--json] [--pipeline P] [--status S] [--repo R] [--limit N]\n"
-	      "  show     [-c FILE] RUN [--json]\n"
-	      "  logs     [-c FILE] RUN STAGE [--attempt N]\n"
-	      "  validate [-c FILE] FILE|DIR...\n"
-	      "  plan     [-c FILE] [--github-event NAME | --azure | --cloudevent] [--json] FILE\n"
-	      "  version\n"
-	      "\n(emit and plan also take --drift for drover drift JSON)\n",
-	      out);
+	fputs(
+	    "usage: drover <command> [options]\n"
+	    "\n"
+	    "  agent    [-c FILE]                       run the daemon (foreground)\n"
+	    "  emit     [-c FILE] [--github-event NAME | --azure | --cloudevent] [--id ID] FILE|-\n"
+	    "  runs     [-c FILE] [--json] [--pipeline P] [--status S] [--repo R] [--limit N]\n"
+	    "  show     [-c FILE] RUN [--json]\n"
+	    "  logs     [-c FILE] RUN STAGE [--attempt N]\n"
+	    "  validate [-c FILE] FILE|DIR...\n"
+	    "  plan     [-c FILE] [--github-event NAME | --azure | --cloudevent] [--json] FILE\n"
+	    "  version\n"
+	    "\n(emit and plan also take --drift for drover drift JSON)\n",
+	    out);
 }
 
 int main(int argc, char **argv)

@@ -9,11 +9,11 @@
 
 struct metrics {
 	uint64_t events_received;
-	uint64_t events_accepted;    /* stored, at least one run */
-	uint64_t events_unmatched;   /* stored, no pipeline matched */
-	uint64_t events_duplicate;   /* id seen before: nothing started */
-	uint64_t events_ignored;     /* ping and the like */
-	uint64_t events_refused;     /* repository not configured */
+	uint64_t events_accepted;  /* stored, at least one run */
+	uint64_t events_unmatched; /* stored, no pipeline matched */
+	uint64_t events_duplicate; /* id seen before: nothing started */
+	uint64_t events_ignored;   /* ping and the like */
+	uint64_t events_refused;   /* repository not configured */
 	uint64_t events_dead_lettered;
 	uint64_t events_malformed, events_unknown, events_too_large;
 	uint64_t runs_created;

@@ -25,12 +25,12 @@ enum severity { SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL };
 
 struct trigger_push {
 	bool is_enabled;
-	struct glob_list branches;        /* empty: every branch */
+	struct glob_list branches; /* empty: every branch */
 	struct glob_list branches_ignore;
-	struct glob_list tags;            /* tag pushes match only when non-empty */
-	struct glob_list paths;           /* empty: any path */
+	struct glob_list tags;	/* tag pushes match only when non-empty */
+	struct glob_list paths; /* empty: any path */
 	struct glob_list paths_ignore;
-	bool include_deleted;             /* `deleted: true`: branch/tag deletions match too */
+	bool include_deleted; /* `deleted: true`: branch/tag deletions match too */
 };
 
 struct trigger_pull_request {
@@ -49,19 +49,19 @@ struct trigger_drift {
 };
 
 struct retry_policy {
-	int attempts;         /* retries after the first try; 0: none */
+	int attempts;	      /* retries after the first try; 0: none */
 	int64_t delay_ms;     /* before the first retry */
-	double backoff;       /* delay multiplier per retry, >= 1 (default 2) */
+	double backoff;	      /* delay multiplier per retry, >= 1 (default 2) */
 	int64_t max_delay_ms; /* cap (default 10m) */
 };
 
 struct pipeline_stage {
 	char *name;
-	char *uses;      /* plugin name */
-	json_t *with;    /* object, owned; {} when absent */
-	char **needs;    /* names */
+	char *uses;   /* plugin name */
+	json_t *with; /* object, owned; {} when absent */
+	char **needs; /* names */
 	size_t n_needs;
-	size_t *needs_idx; /* indexes into pipeline->stages, same order as needs */
+	size_t *needs_idx;  /* indexes into pipeline->stages, same order as needs */
 	int64_t timeout_ms; /* default 1h */
 	struct retry_policy retry;
 	int line;
@@ -75,8 +75,8 @@ struct pipeline {
 	struct trigger_drift drift;
 	char *concurrency_group; /* template, or NULL */
 	bool cancel_in_progress;
-	char *lock; /* template, or NULL */
-	bool checkout; /* default true */
+	char *lock;		       /* template, or NULL */
+	bool checkout;		       /* default true */
 	struct pipeline_stage *stages; /* in file order */
 	size_t n_stages;
 	json_t *definition; /* owned: the document as JSON */
@@ -95,13 +95,13 @@ struct plugin_catalog {
  * unknown placeholders). Returns NULL when there was any error.
  */
 struct pipeline *pipeline_load_file(const char *path, const struct plugin_catalog *plugins,
-                                    struct diags *diags);
+				    struct diags *diags);
 /* The same from YAML text already in memory (file is used in messages). */
 struct pipeline *pipeline_load_string(const char *yaml, size_t len, const char *file,
-                                      const struct plugin_catalog *plugins, struct diags *diags);
+				      const struct plugin_catalog *plugins, struct diags *diags);
 /* Rebuilds a pipeline from its stored definition. */
 struct pipeline *pipeline_from_json(const json_t *definition, const char *file,
-                                    const struct plugin_catalog *plugins, struct diags *diags);
+				    const struct plugin_catalog *plugins, struct diags *diags);
 void pipeline_free(struct pipeline *p);
 
 /* All *.yml and *.yaml in a directory (sorted by name). A file with errors is
@@ -112,7 +112,7 @@ struct pipeline_set {
 	size_t n;
 };
 int pipeline_set_load_dir(struct pipeline_set *set, const char *dir,
-                          const struct plugin_catalog *plugins, struct diags *diags);
+			  const struct plugin_catalog *plugins, struct diags *diags);
 void pipeline_set_free(struct pipeline_set *set);
 const struct pipeline *pipeline_set_find(const struct pipeline_set *set, const char *name);
 

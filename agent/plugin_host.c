@@ -44,7 +44,7 @@ void plugin_host_free(struct plugin_host *h)
 
 /* The checks every descriptor must pass before any of its pointers is used. */
 static int plugin_check_descriptor(const struct drover_plugin *d, const char *expected_name,
-                                   char *err, size_t err_len)
+				   char *err, size_t err_len)
 {
 	if (d == NULL) {
 		snprintf(err, err_len, "drover_plugin_entry() returned NULL");
@@ -52,22 +52,22 @@ static int plugin_check_descriptor(const struct drover_plugin *d, const char *ex
 	}
 	if (d->abi != DROVER_PLUGIN_ABI) {
 		snprintf(err, err_len, "ABI version %u, this agent speaks %u", d->abi,
-		         DROVER_PLUGIN_ABI);
+			 DROVER_PLUGIN_ABI);
 		return -1;
 	}
 	if (d->size < sizeof(struct drover_plugin)) {
 		snprintf(err, err_len, "descriptor is %zu bytes, at least %zu needed", d->size,
-		         sizeof(struct drover_plugin));
+			 sizeof(struct drover_plugin));
 		return -1;
 	}
 	if (d->signature == NULL || strcmp(d->signature, DROVER_PLUGIN_SIGNATURE) != 0) {
 		snprintf(err, err_len, "built for '%s', this agent is '%s'",
-		         d->signature != NULL ? d->signature : "(none)", DROVER_PLUGIN_SIGNATURE);
+			 d->signature != NULL ? d->signature : "(none)", DROVER_PLUGIN_SIGNATURE);
 		return -1;
 	}
 	if (d->name == NULL || strcmp(d->name, expected_name) != 0) {
 		snprintf(err, err_len, "calls itself '%s' but the file is %s.so",
-		         d->name != NULL ? d->name : "(none)", expected_name);
+			 d->name != NULL ? d->name : "(none)", expected_name);
 		return -1;
 	}
 	if (d->start == NULL) {
@@ -159,7 +159,7 @@ int plugin_host_load_dir(struct plugin_host *h, const char *dir)
 		} else {
 			const struct loaded_plugin *p = &h->items[h->n - 1];
 			log_info("plugins: loaded %s %s from %s", p->name,
-			         p->desc->version != NULL ? p->desc->version : "", paths[i]);
+				 p->desc->version != NULL ? p->desc->version : "", paths[i]);
 		}
 		free(paths[i]);
 	}
@@ -201,13 +201,13 @@ static bool param_type_ok(enum drover_param_type type, const json_t *v)
 
 static const char *param_type_name(enum drover_param_type type)
 {
-	static const char *const names[] = {"a string", "an integer", "a boolean",
-	                                    "a mapping", "a list",    "anything"};
+	static const char *const names[] = {"a string",	 "an integer", "a boolean",
+					    "a mapping", "a list",     "anything"};
 	return (unsigned)type < ARRAY_LEN(names) ? names[type] : "?";
 }
 
 int plugin_check_with(const struct drover_plugin *desc, const json_t *with, char *err,
-                      size_t err_len)
+		      size_t err_len)
 {
 	if (desc->params == NULL)
 		return 0;
@@ -220,19 +220,19 @@ int plugin_check_with(const struct drover_plugin *desc, const json_t *with, char
 			p++;
 		if (p->name == NULL) {
 			snprintf(err, err_len, "plugin '%s' takes no parameter '%s'", desc->name,
-			         key);
+				 key);
 			return -1;
 		}
 		if (!param_type_ok(p->type, value)) {
 			snprintf(err, err_len, "plugin '%s': '%s' must be %s", desc->name, key,
-			         param_type_name(p->type));
+				 param_type_name(p->type));
 			return -1;
 		}
 	}
 	for (const struct drover_param *p = desc->params; p->name != NULL; p++) {
 		if (p->is_required && json_object_get(with, p->name) == NULL) {
 			snprintf(err, err_len, "plugin '%s' needs parameter '%s'", desc->name,
-			         p->name);
+				 p->name);
 			return -1;
 		}
 	}

@@ -42,6 +42,6 @@ bool plugin_host_has(void *arg, const char *name);
 /* Checks `with` against the plugin's declared params (unknown key, missing
  * required key, wrong type). 0, or -1 with the first problem in err. */
 int plugin_check_with(const struct drover_plugin *desc, const json_t *with, char *err,
-                      size_t err_len);
+		      size_t err_len);
 
 #endif

@@ -18,7 +18,7 @@ struct proc;
 struct proc_spec {
 	const char *const *argv; /* argv[0] looked up in PATH when it has no '/' */
 	const char *const *envp; /* the whole environment */
-	const char *cwd;         /* NULL: inherit */
+	const char *cwd;	 /* NULL: inherit */
 	/* How long to wait for the output pipe to close after the leader exited
 	 * before killing what is left of its group (a daemonised grandchild).
 	 * 0: default 2 s. */
@@ -39,8 +39,9 @@ void proc_table_free(struct proc_table *t);
 size_t proc_table_count(const struct proc_table *t);
 
 /* NULL and a message in err when the process could not be started. */
-struct proc *proc_spawn(struct proc_table *t, const struct proc_spec *spec, proc_output_cb on_output,
-                        proc_exit_cb on_exit, void *arg, char *err, size_t err_len);
+struct proc *proc_spawn(struct proc_table *t, const struct proc_spec *spec,
+			proc_output_cb on_output, proc_exit_cb on_exit, void *arg, char *err,
+			size_t err_len);
 
 /* TERM to the whole group now, KILL after grace_ms if it is still there.
  * Idempotent; the exit callback still runs once. */

@@ -20,11 +20,11 @@
 
 struct report {
 	struct agent *agent;
-	struct event *kick_ev;   /* one-shot, made active by report_kick */
-	struct event *retry_ev;  /* periodic: publish what failed before */
-	int64_t cursor;          /* highest outbox id handed to Kafka */
+	struct event *kick_ev;	/* one-shot, made active by report_kick */
+	struct event *retry_ev; /* periodic: publish what failed before */
+	int64_t cursor;		/* highest outbox id handed to Kafka */
 	size_t in_flight;
-	bool has_failed;         /* a delivery failed: rewind the cursor */
+	bool has_failed; /* a delivery failed: rewind the cursor */
 };
 
 struct report_delivery {
@@ -81,7 +81,7 @@ static char *report_hostname(void)
 
 /* Wraps a CDEvent (context + subject) into a structured CloudEvent and puts it in the outbox. */
 static int report_emit(struct report *r, const char *type, const char *id, const char *chain_id,
-                       const char *key, json_t *subject)
+		       const char *key, json_t *subject)
 {
 	char ts[32];
 	time_format_iso8601(now_ms(), ts, sizeof ts);
@@ -89,18 +89,18 @@ static int report_emit(struct report *r, const char *type, const char *id, const
 	char *source = xasprintf("/drover/%s", host);
 	free(host);
 	json_t *cdevent = json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:s?},s:o}", "context", "version",
-	                            "0.5.0", "id", id, "source", source, "type", type, "timestamp",
-	                            ts, "chainId", chain_id, "subject", subject);
+				    "0.5.0", "id", id, "source", source, "type", type, "timestamp",
+				    ts, "chainId", chain_id, "subject", subject);
 	json_t *ce = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "specversion", "1.0", "id", id,
-	                       "source", source, "type", type, "time", ts, "datacontenttype",
-	                       "application/json", "data", cdevent);
+			       "source", source, "type", type, "time", ts, "datacontenttype",
+			       "application/json", "data", cdevent);
 	free(source);
 	if (r->agent->plugins != NULL)
 		plugin_host_notify(r->agent->plugins, ce);
 	char *text = json_dumps(ce, JSON_COMPACT);
 	json_decref(ce);
-	int64_t oid = store_outbox_add(r->agent->store, r->agent->cfg->kafka.results_topic, key, text,
-	                               strlen(text));
+	int64_t oid = store_outbox_add(r->agent->store, r->agent->cfg->kafka.results_topic, key,
+				       text, strlen(text));
 	free(text);
 	if (oid < 0)
 		return -1;
@@ -111,7 +111,7 @@ static int report_emit(struct report *r, const char *type, const char *id, const
 static char *report_run_url(struct report *r, int64_t run_id)
 {
 	return xasprintf("http://%s/api/v1/runs/%lld", r->agent->cfg->admin.listen,
-	                 (long long)run_id);
+			 (long long)run_id);
 }
 
 int report_pipelinerun(struct report *r, const struct store_run *run, const char *phase)
@@ -124,7 +124,8 @@ int report_pipelinerun(struct report *r, const struct store_run *run, const char
 	if (strcmp(phase, "finished") == 0) {
 		json_object_set_new(content, "outcome", json_string(report_outcome(run->status)));
 		if (run->status != STATUS_SUCCEEDED)
-			json_object_set_new(content, "errors", json_string(status_name(run->status)));
+			json_object_set_new(content, "errors",
+					    json_string(status_name(run->status)));
 	}
 	json_t *subject =
 	    json_pack("{s:s,s:s,s:o}", "id", subject_id, "source", "/drover", "content", content);
@@ -137,16 +138,16 @@ int report_pipelinerun(struct report *r, const struct store_run *run, const char
 }
 
 int report_taskrun(struct report *r, const struct store_run *run, const struct store_stage *stage,
-                   const char *phase)
+		   const char *phase)
 {
 	char *id = xasprintf("drover-run-%lld-%s-a%d-%s", (long long)run->id, stage->name,
-	                     stage->attempt, phase);
+			     stage->attempt, phase);
 	char *type = xasprintf("dev.cdevents.taskrun.%s.0.3.0", phase);
 	char *subject_id = xasprintf("%lld/%s/%d", (long long)run->id, stage->name, stage->attempt);
 	char *run_id = xasprintf("%lld", (long long)run->id);
 	char *url = report_run_url(r, run->id);
 	json_t *content = json_pack("{s:s,s:{s:s,s:s},s:s}", "taskName", stage->name, "pipelineRun",
-	                            "id", run_id, "source", "/drover", "url", url);
+				    "id", run_id, "source", "/drover", "url", url);
 	if (strcmp(phase, "finished") == 0) {
 		json_object_set_new(content, "outcome", json_string(report_outcome(stage->status)));
 		if (stage->summary != NULL)
@@ -164,7 +165,7 @@ int report_taskrun(struct report *r, const struct store_run *run, const struct s
 }
 
 int report_dead_letter(struct report *r, const char *key, const void *value, size_t value_len,
-                       const void *headers, size_t headers_len, const char *error)
+		       const void *headers, size_t headers_len, const char *error)
 {
 	rd_kafka_headers_t *h = kafka_headers_unpack(headers, headers_len);
 	rd_kafka_header_add(h, "x-drover-error", -1, error, -1);
@@ -172,7 +173,7 @@ int report_dead_letter(struct report *r, const char *key, const void *value, siz
 	void *packed = kafka_headers_pack(h, &packed_len);
 	rd_kafka_headers_destroy(h);
 	int64_t oid = store_outbox_add_full(r->agent->store, r->agent->cfg->kafka.dead_letter_topic,
-	                                    key, value, value_len, packed, packed_len);
+					    key, value, value_len, packed, packed_len);
 	free(packed);
 	if (oid < 0)
 		return -1;
@@ -180,8 +181,7 @@ int report_dead_letter(struct report *r, const char *key, const void *value, siz
 	return 0;
 }
 
-static void report_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partition,
-                             int64_t offset)
+static void report_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
 {
 	(void)partition, (void)offset;
 	struct report_delivery *d = arg;
@@ -194,7 +194,7 @@ static void report_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partiti
 		r->agent->metrics.kafka_errors++;
 		r->has_failed = true;
 		log_warn("report: outbox record %lld not delivered (%s); will retry",
-		         (long long)d->outbox_id, rd_kafka_err2str(err));
+			 (long long)d->outbox_id, rd_kafka_err2str(err));
 	}
 	free(d);
 	if (r->in_flight == 0)
@@ -221,10 +221,11 @@ static void report_publish(struct report *r)
 			d->outbox_id = items[i].id;
 			rd_kafka_headers_t *h =
 			    items[i].headers_len > 0
-			        ? kafka_headers_unpack(items[i].headers, items[i].headers_len)
-			        : NULL;
-			if (kafka_produce(r->agent->kafka, items[i].topic, items[i].key, items[i].value,
-			                  items[i].value_len, h, report_delivered, d) != 0) {
+				? kafka_headers_unpack(items[i].headers, items[i].headers_len)
+				: NULL;
+			if (kafka_produce(r->agent->kafka, items[i].topic, items[i].key,
+					  items[i].value, items[i].value_len, h, report_delivered,
+					  d) != 0) {
 				if (h != NULL)
 					rd_kafka_headers_destroy(h);
 				free(d);

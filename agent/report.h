@@ -22,10 +22,10 @@ void report_free(struct report *r);
 int report_pipelinerun(struct report *r, const struct store_run *run, const char *phase);
 /* phase: "started", "finished". */
 int report_taskrun(struct report *r, const struct store_run *run, const struct store_stage *stage,
-                   const char *phase);
+		   const char *phase);
 /* The original record, with its headers (packed blob) and x-drover-error. */
 int report_dead_letter(struct report *r, const char *key, const void *value, size_t value_len,
-                       const void *headers, size_t headers_len, const char *error);
+		       const void *headers, size_t headers_len, const char *error);
 
 /* Publishes what is waiting (also runs on a timer). */
 void report_kick(struct report *r);

@@ -90,7 +90,7 @@ struct kept_workspace {
 struct scheduler {
 	struct agent *agent;
 	struct kept_workspace *kept; /* failed runs' workspaces waiting for removal */
-	struct run *runs; /* oldest first */
+	struct run *runs;	     /* oldest first */
 	size_t n_runs;
 	size_t n_running;
 	struct event *kick_ev;
@@ -165,10 +165,10 @@ int64_t scheduler_run_create(struct scheduler *s, const struct pipeline *p, cons
 		goto out;
 	for (size_t i = 0; i < p->n_stages; i++) {
 		struct store_stage st = {.run_id = run.id,
-		                         .name = p->stages[i].name,
-		                         .idx = (int)i,
-		                         .status = STATUS_QUEUED,
-		                         .exit_code = -1};
+					 .name = p->stages[i].name,
+					 .idx = (int)i,
+					 .status = STATUS_QUEUED,
+					 .exit_code = -1};
 		if (store_stage_insert(a->store, &st) != 0)
 			goto out;
 	}
@@ -246,7 +246,7 @@ static struct run *run_load(struct scheduler *s, int64_t id)
 	run->event = store_event_get(a->store, run->rec.event_id);
 	if (run->pl == NULL || run->event == NULL || run->pl->n_stages != n) {
 		log_error("scheduler: run %lld: stored pipeline or event is unreadable",
-		          (long long)id);
+			  (long long)id);
 		diags_free(&diags);
 		store_stages_free(stages, n);
 		run->n_stages = 0;
@@ -291,8 +291,9 @@ void scheduler_run_enqueue(struct scheduler *s, int64_t run_id)
 		for (struct run *o = s->runs; o != NULL; o = o->next) {
 			if (o->rec.concurrency_group != NULL && !o->is_cancelling &&
 			    strcmp(o->rec.concurrency_group, run->rec.concurrency_group) == 0) {
-				char *why = xasprintf("superseded by run %lld in group %s",
-				                      (long long)run->rec.id, o->rec.concurrency_group);
+				char *why =
+				    xasprintf("superseded by run %lld in group %s",
+					      (long long)run->rec.id, o->rec.concurrency_group);
 				run_cancel(o, why);
 				free(why);
 			}
@@ -304,8 +305,8 @@ void scheduler_run_enqueue(struct scheduler *s, int64_t run_id)
 	*tail = run;
 	s->n_runs++;
 	log_info("scheduler: run %lld (%s) queued for %s %s", (long long)run->rec.id,
-	         run->rec.pipeline, run->rec.repo != NULL ? run->rec.repo : "-",
-	         run->rec.sha != NULL ? run->rec.sha : (run->rec.branch ? run->rec.branch : "-"));
+		 run->rec.pipeline, run->rec.repo != NULL ? run->rec.repo : "-",
+		 run->rec.sha != NULL ? run->rec.sha : (run->rec.branch ? run->rec.branch : "-"));
 	scheduler_kick(s);
 }
 
@@ -347,8 +348,8 @@ static void env_add(char ***env, size_t *n, char *entry)
  * earlier stages' outputs, then the plugin's extras. Caller frees. */
 static char **stage_env(struct drover_stage *st, const char *const *extra)
 {
-	static const char *const passed[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG",
-	                                     "LC_ALL", "TZ", "TMPDIR", "SHELL"};
+	static const char *const passed[] = {"PATH",   "HOME", "USER",	 "LOGNAME", "LANG",
+					     "LC_ALL", "TZ",   "TMPDIR", "SHELL"};
 	struct run *run = st->run;
 	const json_t *ev = run->event;
 	char **env = NULL;
@@ -361,7 +362,7 @@ static char **stage_env(struct drover_stage *st, const char *const *extra)
 	char pr_number[32] = "";
 	if (json_is_integer(json_object_get(pr, "number")))
 		snprintf(pr_number, sizeof pr_number, "%lld",
-		         (long long)json_integer_value(json_object_get(pr, "number")));
+			 (long long)json_integer_value(json_object_get(pr, "number")));
 	const char *model = json_str(drift, "model");
 	env_add(&env, &n, xasprintf("DROVER_RUN_ID=%lld", (long long)run->rec.id));
 	env_add(&env, &n, xasprintf("DROVER_PIPELINE=%s", run->rec.pipeline));
@@ -388,8 +389,8 @@ static char **stage_env(struct drover_stage *st, const char *const *extra)
 		{
 			char *kname = env_name_part(key);
 			env_add(&env, &n,
-			        xasprintf("DROVER_OUTPUT_%s_%s=%s", sname, kname,
-			                  json_string_value(value) ?: ""));
+				xasprintf("DROVER_OUTPUT_%s_%s=%s", sname, kname,
+					  json_string_value(value) ?: ""));
 			free(kname);
 		}
 		free(sname);
@@ -419,10 +420,11 @@ static int host_spawn(struct drover_stage *st, const struct drover_spawn *spec)
 	sp->on_exit = spec->on_exit;
 	sp->arg = spec->arg;
 	struct proc_spec ps = {.argv = spec->argv,
-	                       .envp = (const char *const *)env,
-	                       .cwd = spec->cwd != NULL ? spec->cwd : st->run->workspace};
+			       .envp = (const char *const *)env,
+			       .cwd = spec->cwd != NULL ? spec->cwd : st->run->workspace};
 	char err[256];
-	sp->proc = proc_spawn(a->procs, &ps, stage_proc_output, stage_proc_exit, sp, err, sizeof err);
+	sp->proc =
+	    proc_spawn(a->procs, &ps, stage_proc_output, stage_proc_exit, sp, err, sizeof err);
 	env_free(env);
 	if (sp->proc == NULL) {
 		stagelog_printf(st->log, "cannot start %s: %s", spec->argv[0], err);
@@ -513,7 +515,7 @@ static void stage_timer_fire(evutil_socket_t fd, short what, void *arg)
 }
 
 static int host_set_timer(struct drover_stage *st, int64_t delay_ms,
-                          void (*cb)(void *arg, struct drover_stage *stage), void *arg)
+			  void (*cb)(void *arg, struct drover_stage *stage), void *arg)
 {
 	if (!st->is_active)
 		return -1;
@@ -539,14 +541,14 @@ static int host_save_resume_token(struct drover_stage *st, const char *token)
 static int host_set_output(struct drover_stage *st, const char *key, const char *value)
 {
 	return store_output_set(st->run->s->agent->store, st->run->rec.id, st->rec.name, key,
-	                        value);
+				value);
 }
 
 static void host_done(struct drover_stage *st, enum drover_result result, const char *summary)
 {
 	if (!st->is_active) {
 		log_warn("scheduler: stage %s of run %lld ended twice; the second is ignored",
-		         st->rec.name, (long long)st->run->rec.id);
+			 st->rec.name, (long long)st->run->rec.id);
 		return;
 	}
 	enum status status = status_of_result(result);
@@ -621,7 +623,7 @@ static void stage_on_timeout(evutil_socket_t fd, short what, void *arg)
 	duration_format(st->def->timeout_ms, dur, sizeof dur);
 	stagelog_printf(st->log, "timed out after %s: stopping the stage's processes", dur);
 	log_warn("scheduler: run %lld stage %s timed out after %s", (long long)st->run->rec.id,
-	         st->rec.name, dur);
+		 st->rec.name, dur);
 	st->is_timing_out = true;
 	stage_stop(st);
 }
@@ -652,7 +654,7 @@ static void stage_collect_outputs(struct drover_stage *st)
 			is_ok = is_ok && (isalnum((unsigned char)*p) || *p == '_');
 		if (!is_ok) {
 			stagelog_printf(st->log, "output key '%s' ignored: use letters, digits, _",
-			                line);
+					line);
 			continue;
 		}
 		store_output_set(store, st->run->rec.id, st->rec.name, line, eq + 1);
@@ -709,17 +711,17 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 	st->rec.exit_code = st->last_exit_code;
 	stage_set_summary(st, summary);
 	stagelog_printf(st->log, "stage %s attempt %d %s%s%s", st->rec.name, st->rec.attempt,
-	                status_name(status), summary != NULL ? ": " : "",
-	                summary != NULL ? summary : "");
+			status_name(status), summary != NULL ? ": " : "",
+			summary != NULL ? summary : "");
 	stagelog_close(st->log);
 	st->log = NULL;
 	stage_record(st, "finished");
 	log_info("scheduler: run %lld stage %s attempt %d %s%s%s", (long long)run->rec.id,
-	         st->rec.name, st->rec.attempt, status_name(status), summary != NULL ? ": " : "",
-	         summary != NULL ? summary : "");
+		 st->rec.name, st->rec.attempt, status_name(status), summary != NULL ? ": " : "",
+		 summary != NULL ? summary : "");
 
-	bool is_retryable = status == STATUS_FAILED || status == STATUS_TIMED_OUT ||
-	                    status == STATUS_ERROR;
+	bool is_retryable =
+	    status == STATUS_FAILED || status == STATUS_TIMED_OUT || status == STATUS_ERROR;
 	int retries_used = st->rec.attempt - 1;
 	if (is_retryable && !run->is_cancelling && retries_used < st->def->retry.attempts) {
 		int64_t delay = pipeline_retry_delay_ms(&st->def->retry, retries_used + 1);
@@ -731,7 +733,7 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 		stage_set_summary(st, NULL);
 		stage_record(st, NULL);
 		log_info("scheduler: run %lld stage %s: attempt %d in %lld ms",
-		         (long long)run->rec.id, st->rec.name, st->rec.attempt, (long long)delay);
+			 (long long)run->rec.id, st->rec.name, st->rec.attempt, (long long)delay);
 		if (st->retry_ev == NULL)
 			st->retry_ev = evtimer_new(a->base, stage_on_retry, st);
 		struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
@@ -776,28 +778,29 @@ static void stage_activate(struct drover_stage *st, bool is_resume)
 	a->metrics.stages_started++;
 
 	char *log_path = xasprintf("%s/logs/%lld/%s.%d.log", a->cfg->state_dir,
-	                           (long long)run->rec.id, st->rec.name, st->rec.attempt);
-	st->log = stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets, a->cfg->n_secrets);
+				   (long long)run->rec.id, st->rec.name, st->rec.attempt);
+	st->log =
+	    stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets, a->cfg->n_secrets);
 	free(log_path);
 	free(st->outputs_path);
-	st->outputs_path = xasprintf("%s/outputs/%s.%d.env", run->dir, st->rec.name,
-	                             st->rec.attempt);
+	st->outputs_path =
+	    xasprintf("%s/outputs/%s.%d.env", run->dir, st->rec.name, st->rec.attempt);
 	if (!is_resume)
 		unlink(st->outputs_path);
 	json_decref(st->outputs);
 	st->outputs = store_outputs_get(a->store, run->rec.id);
 	stage_record(st, is_resume ? NULL : "started");
 	log_info("scheduler: run %lld stage %s attempt %d %s (%s)", (long long)run->rec.id,
-	         st->rec.name, st->rec.attempt, is_resume ? "re-attaching" : "started",
-	         st->def->uses);
+		 st->rec.name, st->rec.attempt, is_resume ? "re-attaching" : "started",
+		 st->def->uses);
 	if (st->log == NULL) {
 		stage_finish(st, STATUS_ERROR, "cannot open the stage log");
 		return;
 	}
 	stagelog_printf(st->log, "stage %s attempt %d of run %lld (%s) on %s%s", st->rec.name,
-	                st->rec.attempt, (long long)run->rec.id, run->rec.pipeline,
-	                run->rec.sha != NULL ? run->rec.sha : "-",
-	                is_resume ? ": re-attaching after an agent restart" : "");
+			st->rec.attempt, (long long)run->rec.id, run->rec.pipeline,
+			run->rec.sha != NULL ? run->rec.sha : "-",
+			is_resume ? ": re-attaching after an agent restart" : "");
 
 	const struct loaded_plugin *lp = plugin_host_find(a->plugins, st->def->uses);
 	char err[256];
@@ -815,11 +818,11 @@ static void stage_activate(struct drover_stage *st, bool is_resume)
 	struct timeval tv = {st->def->timeout_ms / 1000, (st->def->timeout_ms % 1000) * 1000};
 	evtimer_add(st->timeout_ev, &tv);
 	int rc = is_resume ? lp->desc->resume(lp->state, st, st->rec.resume_token)
-	                   : lp->desc->start(lp->state, st);
+			   : lp->desc->start(lp->state, st);
 	if (rc != 0 && st->is_active)
 		stage_finish(st, STATUS_ERROR,
-		             is_resume ? "the plugin could not re-attach to the stage's work"
-		                       : "the plugin could not start the stage");
+			     is_resume ? "the plugin could not re-attach to the stage's work"
+				       : "the plugin could not start the stage");
 }
 
 static void stage_start(struct drover_stage *st)
@@ -844,7 +847,7 @@ static enum status run_outcome(const struct run *run)
 	if (run->checkout_error != NULL)
 		return STATUS_ERROR;
 	static const enum status order[] = {STATUS_FAILED, STATUS_TIMED_OUT, STATUS_ERROR,
-	                                    STATUS_CANCELLED};
+					    STATUS_CANCELLED};
 	for (size_t k = 0; k < ARRAY_LEN(order); k++)
 		for (size_t i = 0; i < run->n_stages; i++)
 			if (run->stages[i].rec.status == order[k])
@@ -884,7 +887,7 @@ static void run_finish(struct run *run)
 	store_commit(a->store);
 	a->metrics.runs_finished++;
 	log_info("scheduler: run %lld (%s) %s", (long long)run->rec.id, run->rec.pipeline,
-	         status_name(run->rec.status));
+		 status_name(run->rec.status));
 	if (run->rec.status == STATUS_SUCCEEDED || run->rec.status == STATUS_CANCELLED) {
 		rm_rf(run->workspace);
 	} else if (a->cfg->keep_failed_workspace_ms > 0) {
@@ -912,13 +915,13 @@ static void run_on_checkout(void *arg, int rc, const char *sha, const char *erro
 	if (rc != 0 || run->is_cancelling) {
 		run->checkout_error = xstrdup(error != NULL ? error : "cancelled");
 		log_warn("scheduler: run %lld: checkout failed: %s", (long long)run->rec.id,
-		         run->checkout_error);
+			 run->checkout_error);
 		for (size_t i = 0; i < run->n_stages; i++)
 			if (run->stages[i].rec.status == STATUS_QUEUED) {
 				char *why = xasprintf("checkout failed: %s", run->checkout_error);
 				stage_settle(&run->stages[i],
-				             run->is_cancelling ? STATUS_CANCELLED : STATUS_SKIPPED,
-				             why);
+					     run->is_cancelling ? STATUS_CANCELLED : STATUS_SKIPPED,
+					     why);
 				free(why);
 			}
 	} else if (run->rec.sha == NULL || strcmp(run->rec.sha, sha) != 0) {
@@ -970,7 +973,7 @@ static void run_begin(struct run *run)
 		const char *url = rc != NULL ? rc->url : json_str(run->event, "clone_url");
 		char *log_path = xasprintf("%s/checkout.log", logs);
 		run->checkout_log = stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets,
-		                                  a->cfg->n_secrets);
+						  a->cfg->n_secrets);
 		free(log_path);
 		if (url == NULL || run->rec.repo == NULL || run->checkout_log == NULL) {
 			run->phase = PHASE_CHECKOUT;
@@ -978,8 +981,8 @@ static void run_begin(struct run *run)
 		} else {
 			run->phase = PHASE_CHECKOUT;
 			run->checkout = workspace_checkout(a, run->rec.repo, url, run->rec.sha,
-			                                   run->rec.branch, run->workspace,
-			                                   run->checkout_log, run_on_checkout, run);
+							   run->rec.branch, run->workspace,
+							   run->checkout_log, run_on_checkout, run);
 			if (run->checkout == NULL)
 				run_on_checkout(run, -1, NULL, "the checkout could not start");
 		}
@@ -1034,18 +1037,21 @@ static bool run_advance(struct run *run)
 				enum status ns = run->stages[st->def->needs_idx[k]].rec.status;
 				if (ns == STATUS_SUCCEEDED)
 					continue;
-				if (status_is_terminal(ns) && !run->stages[st->def->needs_idx[k]].is_active)
+				if (status_is_terminal(ns) &&
+				    !run->stages[st->def->needs_idx[k]].is_active)
 					failed_need = st->def->needs[k];
 				is_ready = false;
 			}
 			if (failed_need != NULL) {
-				char *why = xasprintf("needs %s, which did not succeed", failed_need);
+				char *why =
+				    xasprintf("needs %s, which did not succeed", failed_need);
 				stage_settle(st, STATUS_SKIPPED, why);
 				free(why);
 				has_changed = true;
 				continue;
 			}
-			if (is_ready && !s->is_draining && s->n_running < (size_t)a->cfg->max_parallel) {
+			if (is_ready && !s->is_draining &&
+			    s->n_running < (size_t)a->cfg->max_parallel) {
 				stage_start(st);
 				has_changed = true;
 			}
@@ -1065,8 +1071,8 @@ static void scheduler_update_backpressure(struct scheduler *s)
 	if (s->n_runs >= mark) {
 		if (!intake_is_paused(a->intake))
 			log_info("scheduler: %zu runs queued or running (high-water mark %zu): "
-			         "pausing intake",
-			         s->n_runs, mark);
+				 "pausing intake",
+				 s->n_runs, mark);
 		intake_set_paused(a->intake, true);
 	} else if (s->n_runs <= mark / 2) {
 		intake_set_paused(a->intake, false);
@@ -1093,7 +1099,7 @@ static void scheduler_on_kick(evutil_socket_t fd, short what, void *arg)
 			holders[n_holders++] = run;
 		/* A run cancelled while it waited has nothing left to wait for. */
 		bool may_advance = run->phase == PHASE_STAGES ||
-		                   (run->phase == PHASE_WAITING && run->is_cancelling);
+				   (run->phase == PHASE_WAITING && run->is_cancelling);
 		if (!may_advance || !run_advance(run)) {
 			pp = &run->next;
 			continue;
@@ -1226,12 +1232,15 @@ int scheduler_recover(struct scheduler *s)
 			struct drover_stage *st = &run->stages[k];
 			if (st->rec.status != STATUS_RUNNING)
 				continue;
-			const struct loaded_plugin *lp = plugin_host_find(a->plugins, st->def->uses);
-			if (st->rec.resume_token != NULL && lp != NULL && lp->desc->resume != NULL) {
+			const struct loaded_plugin *lp =
+			    plugin_host_find(a->plugins, st->def->uses);
+			if (st->rec.resume_token != NULL && lp != NULL &&
+			    lp->desc->resume != NULL) {
 				/* Remote work goes on without us: re-attach, never resubmit. */
 				st->needs_resume = true;
 				log_info("scheduler: run %lld stage %s will re-attach to %s",
-				         (long long)run->rec.id, st->rec.name, st->rec.resume_token);
+					 (long long)run->rec.id, st->rec.name,
+					 st->rec.resume_token);
 				continue;
 			}
 			/* Its process died with the old agent: that attempt ends in error. */
@@ -1247,9 +1256,9 @@ int scheduler_recover(struct scheduler *s)
 				stage_record(st, NULL);
 			}
 			log_info("scheduler: run %lld stage %s was running at the last stop: %s",
-			         (long long)run->rec.id, st->rec.name,
-			         st->rec.status == STATUS_QUEUED ? "retrying as a new attempt"
-			                                         : "failed (no retries left)");
+				 (long long)run->rec.id, st->rec.name,
+				 st->rec.status == STATUS_QUEUED ? "retrying as a new attempt"
+								 : "failed (no retries left)");
 		}
 		struct run **tail = &s->runs;
 		while (*tail != NULL)
@@ -1285,15 +1294,14 @@ static void scheduler_on_drain_timeout(evutil_socket_t fd, short what, void *arg
 	}
 }
 
-void scheduler_drain(struct scheduler *s, int64_t grace_ms, void (*on_idle)(void *arg),
-                     void *arg)
+void scheduler_drain(struct scheduler *s, int64_t grace_ms, void (*on_idle)(void *arg), void *arg)
 {
 	s->is_draining = true;
 	s->on_idle = on_idle;
 	s->idle_arg = arg;
 	if (s->n_running > 0) {
 		log_info("scheduler: waiting up to %lld ms for %zu running stage(s)",
-		         (long long)grace_ms, s->n_running);
+			 (long long)grace_ms, s->n_running);
 		s->drain_ev = evtimer_new(s->agent->base, scheduler_on_drain_timeout, s);
 		struct timeval tv = {grace_ms / 1000, (grace_ms % 1000) * 1000};
 		evtimer_add(s->drain_ev, &tv);

@@ -50,7 +50,6 @@ size_t scheduler_running_stages(const struct scheduler *s);
  * (to be retried after the restart if their policy allows). on_idle runs
  * once when nothing runs any more.
  */
-void scheduler_drain(struct scheduler *s, int64_t grace_ms, void (*on_idle)(void *arg),
-                     void *arg);
+void scheduler_drain(struct scheduler *s, int64_t grace_ms, void (*on_idle)(void *arg), void *arg);
 
 #endif

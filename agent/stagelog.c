@@ -27,7 +27,7 @@ struct stagelog {
 };
 
 struct stagelog *stagelog_open(const char *path, size_t max_bytes, char *const *secrets,
-                               size_t n_secrets)
+			       size_t n_secrets)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0)
@@ -43,7 +43,7 @@ struct stagelog *stagelog_open(const char *path, size_t max_bytes, char *const *
 }
 
 char *stagelog_mask(const char *line, size_t len, char *const *secrets, size_t n_secrets,
-                    size_t *out_len)
+		    size_t *out_len)
 {
 	/* Mark every byte any secret covers (overlaps included), then replace
 	 * each run of marked bytes by one "***". */
@@ -95,7 +95,7 @@ static void stagelog_emit(struct stagelog *l, const char *data, size_t len)
 	char *masked = stagelog_mask(data, len, l->secrets, l->n_secrets, &masked_len);
 	if (l->written + masked_len > l->max_bytes) {
 		static const char note[] = "[drover] log truncated: the stage wrote more than the "
-		                           "configured max_log_bytes\n";
+					   "configured max_log_bytes\n";
 		l->is_truncated = true;
 		masked_len = 0;
 		if (write(l->fd, note, sizeof note - 1) < 0) {

@@ -6,10 +6,9 @@
 #include <string.h>
 
 static const char *const names[] = {
-    [STATUS_QUEUED] = "queued",       [STATUS_RUNNING] = "running",
-    [STATUS_SUCCEEDED] = "succeeded", [STATUS_FAILED] = "failed",
-    [STATUS_CANCELLED] = "cancelled", [STATUS_TIMED_OUT] = "timed_out",
-    [STATUS_ERROR] = "error",         [STATUS_SKIPPED] = "skipped",
+    [STATUS_QUEUED] = "queued", [STATUS_RUNNING] = "running",	  [STATUS_SUCCEEDED] = "succeeded",
+    [STATUS_FAILED] = "failed", [STATUS_CANCELLED] = "cancelled", [STATUS_TIMED_OUT] = "timed_out",
+    [STATUS_ERROR] = "error",	[STATUS_SKIPPED] = "skipped",
 };
 
 const char *status_name(enum status s)

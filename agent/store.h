@@ -27,10 +27,10 @@ struct store_run {
 	char *event_id;
 	char *event_kind;
 	char *concurrency_group; /* expanded, or NULL */
-	char *lock_name;         /* expanded, or NULL */
-	char *definition;        /* the pipeline definition as JSON text */
-	char *workspace;         /* path, or NULL */
-	int attempt;             /* run attempt (replays add one), starts at 1 */
+	char *lock_name;	 /* expanded, or NULL */
+	char *definition;	 /* the pipeline definition as JSON text */
+	char *workspace;	 /* path, or NULL */
+	int attempt;		 /* run attempt (replays add one), starts at 1 */
 	int64_t created_at, started_at, finished_at;
 };
 
@@ -42,7 +42,7 @@ struct store_stage {
 	int attempt;   /* 0 before the first start */
 	int exit_code; /* -1: none */
 	int64_t started_at, finished_at;
-	char *summary;      /* may be NULL */
+	char *summary;	    /* may be NULL */
 	char *resume_token; /* may be NULL */
 };
 
@@ -62,7 +62,7 @@ void store_rollback(struct store *s);
  * -1 on error.
  */
 int store_event_insert(struct store *s, const char *id, const json_t *body, const char *outcome,
-                       const char *error, const char *topic, int32_t partition, int64_t offset);
+		       const char *error, const char *topic, int32_t partition, int64_t offset);
 /* The stored canonical event (new reference) or NULL. */
 json_t *store_event_get(struct store *s, const char *id);
 bool store_event_exists(struct store *s, const char *id);
@@ -76,14 +76,14 @@ int store_stage_update(struct store *s, const struct store_stage *stage);
 
 /* Loads one run and its stages (caller frees with the *_free below). */
 int store_run_load(struct store *s, int64_t id, struct store_run *run, struct store_stage **stages,
-                   size_t *n_stages);
+		   size_t *n_stages);
 void store_run_clear(struct store_run *run);
 void store_stages_free(struct store_stage *stages, size_t n);
 /* Ids of runs whose status is queued or running, oldest first (caller frees). */
 int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n);
 
 int store_output_set(struct store *s, int64_t run_id, const char *stage, const char *key,
-                     const char *value);
+		     const char *value);
 /* {"stage": {"key": "value"}} for a run (new reference). */
 json_t *store_outputs_get(struct store *s, int64_t run_id);
 
@@ -98,18 +98,18 @@ struct store_run_filter {
 	const char *status;
 	const char *repo;
 	int64_t before_id; /* 0: from the newest */
-	int limit;         /* 0: 100 */
+	int limit;	   /* 0: 100 */
 };
 /* Newest first; an array of run JSON as above (new reference). */
 json_t *store_runs_json(struct store *s, const struct store_run_filter *filter);
 
 /* Outbox: results waiting for Kafka's acknowledgement. */
 int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
-                         size_t value_len);
+			 size_t value_len);
 /* The same with record headers (a blob packed by kafka_headers_pack), for dead letters. */
 int64_t store_outbox_add_full(struct store *s, const char *topic, const char *key,
-                              const void *value, size_t value_len, const void *headers,
-                              size_t headers_len);
+			      const void *value, size_t value_len, const void *headers,
+			      size_t headers_len);
 struct store_outbox_item {
 	int64_t id;
 	char *topic, *key, *value;
@@ -119,7 +119,7 @@ struct store_outbox_item {
 };
 /* Up to max items with id > after_id, oldest first (caller frees). */
 int store_outbox_next(struct store *s, int64_t after_id, size_t max,
-                      struct store_outbox_item **items, size_t *n);
+		      struct store_outbox_item **items, size_t *n);
 void store_outbox_items_free(struct store_outbox_item *items, size_t n);
 int store_outbox_delete(struct store *s, int64_t id);
 int64_t store_outbox_count(struct store *s);

@@ -66,7 +66,7 @@ char *workspace_mirror_path(const char *state_dir, const char *repo)
 	for (char *p = safe; *p != '\0'; p++) {
 		hash = (hash ^ (unsigned char)*p) * 1099511628211ULL;
 		bool is_ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		             (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
+			     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
 		if (!is_ok)
 			*p = '_';
 	}
@@ -74,7 +74,8 @@ char *workspace_mirror_path(const char *state_dir, const char *repo)
 		safe[0] = '_';
 	if (strlen(safe) > 100)
 		safe[100] = '\0';
-	char *path = xasprintf("%s/repos/%s-%016llx.git", state_dir, safe, (unsigned long long)hash);
+	char *path =
+	    xasprintf("%s/repos/%s-%016llx.git", state_dir, safe, (unsigned long long)hash);
 	free(safe);
 	return path;
 }
@@ -104,7 +105,7 @@ static void workspace_on_exit(void *arg, int exit_code, int term_signal)
 		snprintf(error, sizeof error, "checkout killed by signal %d", term_signal);
 	} else {
 		snprintf(error, sizeof error, "checkout failed with exit code %d (see the log)",
-		         exit_code);
+			 exit_code);
 	}
 	unlink(job->sha_file);
 	job->cb(job->arg, rc, rc == 0 ? sha : NULL, rc == 0 ? NULL : error);
@@ -113,8 +114,8 @@ static void workspace_on_exit(void *arg, int exit_code, int term_signal)
 }
 
 struct workspace_job *workspace_checkout(struct agent *a, const char *repo, const char *url,
-                                         const char *sha, const char *branch, const char *dest,
-                                         struct stagelog *log, workspace_done_cb cb, void *arg)
+					 const char *sha, const char *branch, const char *dest,
+					 struct stagelog *log, workspace_done_cb cb, void *arg)
 {
 	struct workspace_job *job = xcalloc(1, sizeof *job);
 	job->agent = a;
@@ -123,24 +124,32 @@ struct workspace_job *workspace_checkout(struct agent *a, const char *repo, cons
 	job->arg = arg;
 	job->sha_file = xasprintf("%s.sha", dest);
 	char *mirror = workspace_mirror_path(a->cfg->state_dir, repo);
-	const char *argv[] = {"/bin/sh",      "-c",    checkout_script, "drover-checkout",
-	                      url,            mirror,  dest,            sha != NULL ? sha : "",
-	                      branch != NULL ? branch : "", job->sha_file, NULL};
+	const char *argv[] = {"/bin/sh",
+			      "-c",
+			      checkout_script,
+			      "drover-checkout",
+			      url,
+			      mirror,
+			      dest,
+			      sha != NULL ? sha : "",
+			      branch != NULL ? branch : "",
+			      job->sha_file,
+			      NULL};
 	/* git must not prompt, and must not follow odd transports from a URL. */
-	char *path_env = xasprintf("PATH=%s", getenv("PATH") != NULL ? getenv("PATH")
-	                                                            : "/usr/bin:/bin");
+	char *path_env =
+	    xasprintf("PATH=%s", getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
 	char *home_env = xasprintf("HOME=%s", getenv("HOME") != NULL ? getenv("HOME") : "/");
 	const char *envp[] = {path_env,
-	                      home_env,
-	                      "GIT_TERMINAL_PROMPT=0",
-	                      "GIT_ALLOW_PROTOCOL=file:git:http:https:ssh",
-	                      "GIT_CONFIG_NOSYSTEM=1",
-	                      "LANG=C",
-	                      NULL};
+			      home_env,
+			      "GIT_TERMINAL_PROMPT=0",
+			      "GIT_ALLOW_PROTOCOL=file:git:http:https:ssh",
+			      "GIT_CONFIG_NOSYSTEM=1",
+			      "LANG=C",
+			      NULL};
 	struct proc_spec spec = {.argv = argv, .envp = envp};
 	char err[256];
 	job->proc = proc_spawn(a->procs, &spec, workspace_on_output, workspace_on_exit, job, err,
-	                       sizeof err);
+			       sizeof err);
 	free(mirror);
 	free(path_env);
 	free(home_env);

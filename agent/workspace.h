@@ -22,8 +22,8 @@ typedef void (*workspace_done_cb)(void *arg, int rc, const char *sha, const char
  * then not called).
  */
 struct workspace_job *workspace_checkout(struct agent *a, const char *repo, const char *url,
-                                         const char *sha, const char *branch, const char *dest,
-                                         struct stagelog *log, workspace_done_cb cb, void *arg);
+					 const char *sha, const char *branch, const char *dest,
+					 struct stagelog *log, workspace_done_cb cb, void *arg);
 /* Kills the checkout; cb still runs once (with rc -1). */
 void workspace_cancel(struct workspace_job *job);
 

@@ -39,6 +39,11 @@ run_suite() {
 	ctest --test-dir "$dir" --output-on-failure -j "$jobs"
 }
 
+# The C sources are formatted with the project's .clang-format.
+echo "== clang-format"
+mapfile -t c_files < <(git ls-files '*.c' '*.h' 2>/dev/null || find agent plugins tests -name '*.[ch]')
+clang-format --dry-run -Werror "${c_files[@]}"
+
 run_suite build -DDROVER_E2E_BROKER=real
 
 # Every unit test under valgrind as well: no invalid access, no definite leak.

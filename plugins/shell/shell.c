@@ -57,12 +57,9 @@ static const struct drover_param shell_params[] = {
 };
 
 static const struct drover_plugin shell_plugin = {
-    DROVER_PLUGIN_INIT,
-    .name = "shell",
-    .version = "1.0.0",
-    .description = "runs shell commands in the workspace",
-    .params = shell_params,
-    .init = shell_init,
+    DROVER_PLUGIN_INIT,	    .name = "shell",
+    .version = "1.0.0",	    .description = "runs shell commands in the workspace",
+    .params = shell_params, .init = shell_init,
     .start = shell_start,
 };
 

@@ -125,7 +125,9 @@ static void test_escape_terminal_controls(void **state)
 {
 	(void)state;
 	char buf[128];
-	log_escape("a\xc2\x9b" "31mb", buf, sizeof buf);
+	log_escape("a\xc2\x9b"
+		   "31mb",
+		   buf, sizeof buf);
 	assert_string_equal(buf, "a\\xc2\\x9b31mb");
 	log_escape("x\xe2\x80\xaey", buf, sizeof buf);
 	assert_string_equal(buf, "x\\xe2\\x80\\xaey");

@@ -10,7 +10,7 @@
 #include "plugin_host.h"
 
 static const struct drover_host services = {.abi = DROVER_PLUGIN_ABI,
-                                            .size = sizeof(struct drover_host)};
+					    .size = sizeof(struct drover_host)};
 
 static void expect_refused(const char *file, const char *needle)
 {

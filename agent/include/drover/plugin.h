@@ -63,8 +63,8 @@ struct drover_stage;
 
 struct drover_spawn {
 	const char *const *argv; /* argv[0] is looked up in PATH */
-	const char *const *env;  /* extra "KEY=value" on top of the stage's DROVER_* env, or NULL */
-	const char *cwd;         /* NULL: the stage's workspace */
+	const char *const *env;	 /* extra "KEY=value" on top of the stage's DROVER_* env, or NULL */
+	const char *cwd;	 /* NULL: the stage's workspace */
 	/* Called once, after the process was reaped and its output drained. */
 	void (*on_exit)(void *arg, struct drover_stage *stage, int exit_code, int term_signal);
 	void *arg;
@@ -75,7 +75,8 @@ struct drover_host {
 	size_t size; /* sizeof(struct drover_host) in the agent */
 
 	const json_t *(*stage_with)(struct drover_stage *stage); /* the stage's `with:` object */
-	const char *(*stage_param)(struct drover_stage *stage, const char *name); /* string or NULL */
+	const char *(*stage_param)(struct drover_stage *stage,
+				   const char *name);		  /* string or NULL */
 	const json_t *(*stage_event)(struct drover_stage *stage); /* the canonical event */
 	const char *(*stage_name)(struct drover_stage *stage);
 	const char *(*stage_workspace)(struct drover_stage *stage);
@@ -93,7 +94,7 @@ struct drover_host {
 	int (*spawn)(struct drover_stage *stage, const struct drover_spawn *spec);
 	/* One-shot timer; cleared automatically when the stage ends. */
 	int (*set_timer)(struct drover_stage *stage, int64_t delay_ms,
-	                 void (*cb)(void *arg, struct drover_stage *stage), void *arg);
+			 void (*cb)(void *arg, struct drover_stage *stage), void *arg);
 	/* Survives an agent restart: resume() gets it back. */
 	int (*save_resume_token)(struct drover_stage *stage, const char *token);
 	/* key=value that later stages read as DROVER_OUTPUT_<STAGE>_<KEY>. */
@@ -103,8 +104,8 @@ struct drover_host {
 };
 
 struct drover_plugin {
-	unsigned abi;          /* DROVER_PLUGIN_ABI */
-	size_t size;           /* sizeof(struct drover_plugin) the plugin was built with */
+	unsigned abi;	       /* DROVER_PLUGIN_ABI */
+	size_t size;	       /* sizeof(struct drover_plugin) the plugin was built with */
 	const char *signature; /* DROVER_PLUGIN_SIGNATURE */
 	const char *name, *version, *description;
 	const struct drover_param *params; /* may be NULL: any `with:` is accepted */

@@ -5,9 +5,11 @@ static int start(void *s, struct drover_stage *st)
 	(void)s, (void)st;
 	return 0;
 }
-static const struct drover_plugin p = {.abi = 99, .size = sizeof(struct drover_plugin),
-                                       .signature = DROVER_PLUGIN_SIGNATURE, .name = "bad_abi",
-                                       .start = start};
+static const struct drover_plugin p = {.abi = 99,
+				       .size = sizeof(struct drover_plugin),
+				       .signature = DROVER_PLUGIN_SIGNATURE,
+				       .name = "bad_abi",
+				       .start = start};
 const struct drover_plugin *drover_plugin_entry(void)
 {
 	return &p;
