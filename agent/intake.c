@@ -97,21 +97,11 @@ static int intake_stats(rd_kafka_t *rk, char *text, size_t len, void *opaque)
 {
 	(void)rk;
 	struct intake *in = opaque;
-	json_t *stats = json_loadb(text, len, 0, NULL);
-	if (stats == NULL)
+	bool is_up;
+	json_t *lag;
+	if (kafka_stats_parse(text, len, in->agent->cfg->kafka.events_topic, &is_up, &lag) != 0)
 		return 0;
-	int is_up = 0;
-	const char *name;
-	json_t *b;
-	json_object_foreach(json_object_get(stats, "brokers"), name, b)
-	{
-		/* Logical brokers (bootstrap, coordinator aliases) have nodeid -1. */
-		if (json_integer_value(json_object_get(b, "nodeid")) >= 0 &&
-		    json_is_string(json_object_get(b, "state")) &&
-		    strcmp(json_string_value(json_object_get(b, "state")), "UP") == 0)
-			is_up = 1;
-	}
-	if (is_up != in->connected) {
+	if ((int)is_up != in->connected) {
 		if (is_up)
 			log_info("intake: connected to Kafka at %s",
 				 kafka_brokers(in->agent->kafka));
@@ -120,22 +110,8 @@ static int intake_stats(rd_kafka_t *rk, char *text, size_t len, void *opaque)
 				 kafka_brokers(in->agent->kafka));
 		in->connected = is_up;
 	}
-	json_t *lag = json_object();
-	json_t *parts = json_object_get(
-	    json_object_get(json_object_get(stats, "topics"), in->agent->cfg->kafka.events_topic),
-	    "partitions");
-	json_t *p;
-	json_object_foreach(parts, name, p)
-	{
-		json_int_t l = json_integer_value(json_object_get(p, "consumer_lag"));
-		if (strcmp(name, "-1") != 0 && l >= 0 &&
-		    json_integer_value(json_object_get(p, "fetch_state")) != -1 &&
-		    json_is_true(json_object_get(p, "desired")))
-			json_object_set_new(lag, name, json_integer(l));
-	}
 	json_decref(in->lag);
 	in->lag = lag;
-	json_decref(stats);
 	return 0; /* librdkafka frees text */
 }
 

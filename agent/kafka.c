@@ -320,3 +320,37 @@ rd_kafka_headers_t *kafka_headers_unpack(const void *blob, size_t len)
 	}
 	return h;
 }
+
+int kafka_stats_parse(const char *text, size_t len, const char *topic, bool *is_up, json_t **lag)
+{
+	json_t *stats = json_loadb(text, len, 0, NULL);
+	if (!json_is_object(stats)) {
+		json_decref(stats);
+		return -1;
+	}
+	*is_up = false;
+	const char *name;
+	json_t *b;
+	json_object_foreach(json_object_get(stats, "brokers"), name, b)
+	{
+		/* Logical brokers (bootstrap, coordinator aliases) have nodeid -1. */
+		const char *state = json_string_value(json_object_get(b, "state"));
+		if (json_integer_value(json_object_get(b, "nodeid")) >= 0 && state != NULL &&
+		    strcmp(state, "UP") == 0)
+			*is_up = true;
+	}
+	*lag = json_object();
+	json_t *parts =
+	    json_object_get(json_object_get(json_object_get(stats, "topics"), topic), "partitions");
+	json_t *p;
+	json_object_foreach(parts, name, p)
+	{
+		/* Only partitions this consumer has (desired), with a known lag. */
+		json_t *l = json_object_get(p, "consumer_lag");
+		if (strcmp(name, "-1") != 0 && json_is_integer(l) && json_integer_value(l) >= 0 &&
+		    json_is_true(json_object_get(p, "desired")))
+			json_object_set_new(*lag, name, json_integer(json_integer_value(l)));
+	}
+	json_decref(stats);
+	return 0;
+}

@@ -7,7 +7,9 @@
 #ifndef DROVER_KAFKA_H
 #define DROVER_KAFKA_H
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,5 +46,13 @@ int kafka_produce(struct kafka *k, const char *topic, const char *key, const voi
 /* Headers as one blob (for the outbox) and back. Caller frees / destroys. */
 void *kafka_headers_pack(const rd_kafka_headers_t *headers, size_t *len);
 rd_kafka_headers_t *kafka_headers_unpack(const void *blob, size_t len);
+
+/*
+ * Reads librdkafka's statistics JSON: *is_up is whether any real broker is
+ * in state UP; *lag (new object, caller owns) maps each partition of topic
+ * this consumer wants to its consumer lag, where known. 0, or -1 for text
+ * that is not a JSON object (nothing set).
+ */
+int kafka_stats_parse(const char *text, size_t len, const char *topic, bool *is_up, json_t **lag);
 
 #endif

@@ -2,7 +2,8 @@
  * Tests for kafka's pure parts: the header blob of the outbox (round trip,
  * binary and null values, and hostile blobs that must neither crash nor
  * read past their end — run under ASan), and kafka_conf_apply's refusal of
- * bad user properties.
+ * bad user properties, and the reading of librdkafka's statistics (broker
+ * reachability and consumer lag) that /readyz and /metrics show.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -303,6 +304,76 @@ static void test_conf_apply_refuses(void **state)
 	check_refused("enable.idempotence", json_true());
 }
 
+/* The shape librdkafka 2.0 gives (STATISTICS.md), trimmed to what is read. */
+static const char stats_up[] =
+    "{\"name\":\"drover#consumer-1\",\"type\":\"consumer\","
+    "\"brokers\":{"
+    "\"127.0.0.1:19092/bootstrap\":{\"name\":\"127.0.0.1:19092/bootstrap\",\"nodeid\":-1,"
+    "\"state\":\"INIT\"},"
+    "\"GroupCoordinator\":{\"name\":\"GroupCoordinator\",\"nodeid\":-1,\"state\":\"UP\"},"
+    "\"127.0.0.1:19092/1\":{\"name\":\"127.0.0.1:19092/1\",\"nodeid\":1,\"state\":\"UP\"}},"
+    "\"topics\":{\"drover.events\":{\"topic\":\"drover.events\",\"partitions\":{"
+    "\"0\":{\"partition\":0,\"desired\":true,\"consumer_lag\":7},"
+    "\"1\":{\"partition\":1,\"desired\":true,\"consumer_lag\":-1},"
+    "\"2\":{\"partition\":2,\"desired\":false,\"consumer_lag\":3},"
+    "\"3\":{\"partition\":3,\"desired\":true,\"consumer_lag\":0},"
+    "\"-1\":{\"partition\":-1,\"desired\":false,\"consumer_lag\":-1}}},"
+    "\"other\":{\"partitions\":{\"0\":{\"desired\":true,\"consumer_lag\":99}}}}}";
+
+static void test_stats_up_and_lag(void **state)
+{
+	(void)state;
+	bool is_up = false;
+	json_t *lag = NULL;
+	assert_int_equal(
+	    kafka_stats_parse(stats_up, strlen(stats_up), "drover.events", &is_up, &lag), 0);
+	assert_true(is_up);
+	/* Partitions 0 and 3: desired with a known lag; 1 unknown, 2 not ours, -1 internal. */
+	assert_int_equal(json_object_size(lag), 2);
+	assert_int_equal(json_integer_value(json_object_get(lag, "0")), 7);
+	assert_int_equal(json_integer_value(json_object_get(lag, "3")), 0);
+	json_decref(lag);
+}
+
+static void test_stats_down(void **state)
+{
+	(void)state;
+	/* Only logical brokers up, the real one down: not connected. */
+	const char *text = "{\"brokers\":{"
+			   "\"GroupCoordinator\":{\"nodeid\":-1,\"state\":\"UP\"},"
+			   "\"127.0.0.1:1/1\":{\"nodeid\":1,\"state\":\"CONNECT\"},"
+			   "\"127.0.0.1:2/2\":{\"nodeid\":2,\"state\":\"DOWN\"}}}";
+	bool is_up = true;
+	json_t *lag = NULL;
+	assert_int_equal(kafka_stats_parse(text, strlen(text), "drover.events", &is_up, &lag), 0);
+	assert_false(is_up);
+	assert_int_equal(json_object_size(lag), 0);
+	json_decref(lag);
+}
+
+static void test_stats_garbage(void **state)
+{
+	(void)state;
+	const char *bad[] = {"", "not json", "[1,2]", "{\"brokers\":", "null"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		bool is_up = true;
+		json_t *lag = NULL;
+		assert_int_equal(
+		    kafka_stats_parse(bad[i], strlen(bad[i]), "drover.events", &is_up, &lag), -1);
+		assert_true(is_up); /* untouched */
+		assert_null(lag);
+	}
+	/* Wrong types inside an object are not errors, just nothing found. */
+	const char *odd = "{\"brokers\":[1],\"topics\":{\"drover.events\":{\"partitions\":"
+			  "{\"0\":{\"desired\":\"yes\",\"consumer_lag\":\"7\"}}}}}";
+	bool is_up = true;
+	json_t *lag = NULL;
+	assert_int_equal(kafka_stats_parse(odd, strlen(odd), "drover.events", &is_up, &lag), 0);
+	assert_false(is_up);
+	assert_int_equal(json_object_size(lag), 0);
+	json_decref(lag);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +384,9 @@ int main(void)
 	    cmocka_unit_test(test_headers_garbage),
 	    cmocka_unit_test(test_conf_apply_good),
 	    cmocka_unit_test(test_conf_apply_refuses),
+	    cmocka_unit_test(test_stats_up_and_lag),
+	    cmocka_unit_test(test_stats_down),
+	    cmocka_unit_test(test_stats_garbage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
