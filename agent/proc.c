@@ -1,13 +1,16 @@
 /*
  * proc: child processes on the event loop. Owns SIGCHLD for the whole agent, the
  * output pipe of every child and the signals sent to its process group. Never
- * blocks the loop (except at shutdown) and never signals a group it has let go.
+ * blocks the loop (except at shutdown and, at start-up, while it takes down
+ * the groups a killed agent left behind) and never signals a group it has let
+ * go.
  */
 #include "proc.h"
 
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -30,6 +34,8 @@ extern char **environ;
 /* After the lingering group got SIGKILL: how long to wait for EOF before
  * closing the pipe anyway (a writer that escaped the group). */
 #define PROC_DRAIN_AFTER_KILL_MS 1000
+/* How often proc_kill_orphans looks whether the groups it signalled are gone. */
+#define PROC_ORPHAN_POLL_MS 20
 
 struct proc_table {
 	struct event_base *base;
@@ -42,8 +48,9 @@ struct proc_table {
 struct proc {
 	struct proc_table *table;
 	struct proc *prev, *next;
-	pid_t pid; /* also the process group id */
-	int fd;	   /* read end of the output pipe; -1 once closed */
+	pid_t pid;	     /* also the process group id */
+	uint64_t start_time; /* of the leader, read at spawn; 0: unknown */
+	int fd;		     /* read end of the output pipe; -1 once closed */
 	struct event *ev_read;
 	struct event *ev_linger; /* leader gone, pipe still open */
 	struct event *ev_kill;	 /* SIGKILL after the grace period */
@@ -439,6 +446,8 @@ struct proc *proc_spawn(struct proc_table *t, const struct proc_spec *spec,
 	struct proc *p = xcalloc(1, sizeof(*p));
 	p->table = t;
 	p->pid = pid;
+	/* Not reaped before the loop runs again, so the pid is still this child's. */
+	p->start_time = proc_read_start_time(pid);
 	p->fd = fds[0];
 	p->linger_ms = spec->linger_ms > 0 ? spec->linger_ms : PROC_LINGER_DEFAULT_MS;
 	p->on_output = on_output;
@@ -497,9 +506,156 @@ pid_t proc_pid(const struct proc *p)
 	return p->pid;
 }
 
+uint64_t proc_start_time(const struct proc *p)
+{
+	return p->start_time;
+}
+
 void proc_detach(struct proc *p)
 {
 	p->on_output = NULL;
 	p->on_exit = NULL;
 	p->arg = NULL;
+}
+
+/* ---- groups a previous agent left behind ---- */
+
+/*
+ * Reads the state (field 3), process group (5) and start time (22) of pid
+ * from /proc/<pid>/stat. The command name (field 2) is in parentheses and may
+ * hold spaces and ')', so the fields are counted from the last ')'. -1 when
+ * there is no such process or the line is not understood.
+ */
+static int proc_stat_read(pid_t pid, char *state, pid_t *pgrp, uint64_t *start_time)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n;
+	do
+		n = read(fd, buf, sizeof buf - 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (p == NULL)
+		return -1;
+	char *save = NULL, *end;
+	int field = 3;
+	for (char *tok = strtok_r(p + 1, " \n", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \n", &save), field++) {
+		if (field == 3) {
+			*state = tok[0];
+		} else if (field == 5) {
+			*pgrp = (pid_t)strtol(tok, &end, 10);
+			if (*end != '\0')
+				return -1;
+		} else if (field == 22) {
+			*start_time = strtoull(tok, &end, 10);
+			return *end == '\0' && *start_time != 0 ? 0 : -1;
+		}
+	}
+	return -1;
+}
+
+uint64_t proc_read_start_time(pid_t pid)
+{
+	char state;
+	pid_t pgrp;
+	uint64_t start_time;
+	if (pid <= 0 || proc_stat_read(pid, &state, &pgrp, &start_time) != 0)
+		return 0;
+	return start_time;
+}
+
+/* Whether any process of group pgid is alive (zombies waiting for their reaper are not). */
+static bool proc_group_is_alive(pid_t pgid)
+{
+	DIR *d = opendir("/proc");
+	if (d == NULL)
+		return kill(-pgid, 0) == 0;
+	bool is_alive = false;
+	struct dirent *de;
+	while (!is_alive && (de = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		char state;
+		pid_t pgrp;
+		uint64_t start_time;
+		if (de->d_name[0] < '1' || de->d_name[0] > '9' || *end != '\0' ||
+		    proc_stat_read((pid_t)pid, &state, &pgrp, &start_time) != 0)
+			continue;
+		is_alive = pgrp == pgid && state != 'Z' && state != 'X';
+	}
+	closedir(d);
+	return is_alive;
+}
+
+static void proc_sleep_ms(int64_t ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * A group counts as there while any member is alive (a leader that is a
+ * zombie is still the same process, and its group may live on). The
+ * identity check comes first and the signal right after, so a pid
+ * reused in between is practically impossible (Linux hands pids out in
+ * order). At the SIGKILL the leader may already have died of the SIGTERM
+ * and been reaped while its group lives on: that is still safe, because
+ * Linux does not give a number to a new process while it is the group id
+ * of a live one; only a leader with another start time means the number
+ * now names someone else.
+ */
+size_t proc_kill_orphans(struct proc_orphan *groups, size_t n, int64_t grace_ms)
+{
+	size_t n_killed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct proc_orphan *g = &groups[i];
+		g->is_killed = false;
+		if (g->pgid <= 1 || g->pgid == getpgrp() || g->start_time == 0 ||
+		    proc_read_start_time(g->pgid) != g->start_time || !proc_group_is_alive(g->pgid))
+			continue;
+		if (kill(-g->pgid, SIGTERM) < 0) {
+			if (errno != ESRCH)
+				log_warn("proc: signalling group %ld with SIGTERM failed: %s",
+					 (long)g->pgid, strerror(errno));
+			continue;
+		}
+		g->is_killed = true;
+		n_killed++;
+	}
+	if (n_killed == 0)
+		return 0;
+	int64_t deadline = mono_ms() + (grace_ms > 0 ? grace_ms : 0);
+	for (;;) {
+		bool is_any_alive = false;
+		for (size_t i = 0; i < n && !is_any_alive; i++)
+			is_any_alive = groups[i].is_killed && proc_group_is_alive(groups[i].pgid);
+		if (!is_any_alive)
+			return n_killed;
+		if (mono_ms() >= deadline)
+			break;
+		proc_sleep_ms(PROC_ORPHAN_POLL_MS);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct proc_orphan *g = &groups[i];
+		if (!g->is_killed || !proc_group_is_alive(g->pgid))
+			continue;
+		uint64_t now = proc_read_start_time(g->pgid);
+		if (now != 0 && now != g->start_time)
+			continue;
+		log_warn("proc: group %ld still there %lld ms after SIGTERM: sending SIGKILL",
+			 (long)g->pgid, (long long)grace_ms);
+		if (kill(-g->pgid, SIGKILL) < 0 && errno != ESRCH)
+			log_warn("proc: signalling group %ld with SIGKILL failed: %s",
+				 (long)g->pgid, strerror(errno));
+	}
+	return n_killed;
 }

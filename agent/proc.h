@@ -7,6 +7,7 @@
 #ifndef DROVER_PROC_H
 #define DROVER_PROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -47,8 +48,35 @@ struct proc *proc_spawn(struct proc_table *t, const struct proc_spec *spec,
  * Idempotent; the exit callback still runs once. */
 void proc_kill(struct proc *p, int64_t grace_ms);
 pid_t proc_pid(const struct proc *p);
+/* The start time of p's leader as proc_read_start_time() saw it at spawn
+ * (0 when it could not be read). */
+uint64_t proc_start_time(const struct proc *p);
 /* Drops the callbacks (its owner is going away); the process is still
  * reaped, and killed when the table is freed. */
 void proc_detach(struct proc *p);
+
+/*
+ * When a process started: field 22 of /proc/<pid>/stat (clock ticks since
+ * boot). With the pid it names one process for good, even after the pid is
+ * reused. 0 when there is no such process (a zombie still has one).
+ */
+uint64_t proc_read_start_time(pid_t pid);
+
+/* A process group a previous agent started (its leader's pid and start time). */
+struct proc_orphan {
+	pid_t pgid;
+	uint64_t start_time;
+	bool is_killed; /* out: it was still there and was signalled */
+};
+
+/*
+ * Start-up only, blocking: kills the groups a previous agent left running
+ * when it died without taking them down (kill -9, a crash). A group is
+ * signalled only while a member is alive and its leader still has the
+ * recorded start time, so a reused pid is never hit. SIGTERM, up to
+ * grace_ms for the groups to empty, then SIGKILL to what is left. Returns
+ * how many groups were signalled.
+ */
+size_t proc_kill_orphans(struct proc_orphan *groups, size_t n, int64_t grace_ms);
 
 #endif

@@ -433,6 +433,16 @@ static int host_spawn(struct drover_stage *st, const struct drover_spawn *spec)
 	}
 	sp->next = st->procs;
 	st->procs = sp;
+	/* Recorded so that an agent started after a crash of this one finds the group. */
+	struct store_stage_proc rec = {.run_id = st->run->rec.id,
+				       .stage = st->rec.name,
+				       .attempt = st->rec.attempt,
+				       .pgid = proc_pid(sp->proc),
+				       .start_time = proc_start_time(sp->proc)};
+	if (rec.start_time == 0 || store_stage_proc_add(a->store, &rec) != 0)
+		log_warn("scheduler: run %lld stage %s: process group %ld not recorded: a crash "
+			 "of the agent would leave it running",
+			 (long long)rec.run_id, rec.stage, (long)rec.pgid);
 	return 0;
 }
 
@@ -715,7 +725,11 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 			summary != NULL ? summary : "");
 	stagelog_close(st->log);
 	st->log = NULL;
+	store_begin(a->store);
+	/* Its processes ended or were just told to go: nothing for a restart to kill. */
+	store_stage_procs_delete(a->store, run->rec.id, st->rec.name);
 	stage_record(st, "finished");
+	store_commit(a->store);
 	log_info("scheduler: run %lld stage %s attempt %d %s%s%s", (long long)run->rec.id,
 		 st->rec.name, st->rec.attempt, status_name(status), summary != NULL ? ": " : "",
 		 summary != NULL ? summary : "");
@@ -1216,11 +1230,56 @@ static void scheduler_sweep_workspaces(struct scheduler *s)
 	free(dir);
 }
 
+/*
+ * An agent that died without stopping (kill -9, a crash, the OOM killer)
+ * left its stages' process groups running: in their workspaces, unwatched,
+ * their output going nowhere. They go before any run is taken up, since
+ * their attempts are recorded as interrupted and a retry must not run beside
+ * them. SIGTERM first, as for every stage kill (a stage may clean up), then
+ * SIGKILL after stage_kill_grace. That wait blocks the start-up, but nothing
+ * runs or consumes yet, and it lasts only while a group ignores SIGTERM.
+ */
+static void scheduler_kill_orphans(struct scheduler *s)
+{
+	struct agent *a = s->agent;
+	struct store_stage_proc *procs = NULL;
+	size_t n = 0;
+	if (store_stage_procs_list(a->store, &procs, &n) != 0 || n == 0) {
+		store_stage_procs_free(procs, n);
+		return;
+	}
+	struct proc_orphan *groups = xcalloc(n, sizeof *groups);
+	for (size_t i = 0; i < n; i++) {
+		groups[i].pgid = (pid_t)procs[i].pgid;
+		groups[i].start_time = procs[i].start_time;
+	}
+	size_t n_killed = proc_kill_orphans(groups, n, a->cfg->stage_kill_grace_ms);
+	for (size_t i = 0; i < n; i++) {
+		if (groups[i].is_killed)
+			log_warn("scheduler: run %lld stage %s attempt %d: process group %ld "
+				 "outlived the previous agent: killed",
+				 (long long)procs[i].run_id, procs[i].stage, procs[i].attempt,
+				 (long)groups[i].pgid);
+		else
+			log_debug("scheduler: run %lld stage %s attempt %d: process group %ld is "
+				  "gone",
+				  (long long)procs[i].run_id, procs[i].stage, procs[i].attempt,
+				  (long)groups[i].pgid);
+	}
+	if (n_killed > 0)
+		log_info("scheduler: killed %zu process group(s) the previous agent left running",
+			 n_killed);
+	store_stage_procs_clear(a->store);
+	free(groups);
+	store_stage_procs_free(procs, n);
+}
+
 int scheduler_recover(struct scheduler *s)
 {
 	struct agent *a = s->agent;
 	int64_t *ids = NULL;
 	size_t n = 0;
+	scheduler_kill_orphans(s);
 	if (store_runs_unfinished(a->store, &ids, &n) != 0)
 		return -1;
 	int taken = 0;
@@ -1243,7 +1302,7 @@ int scheduler_recover(struct scheduler *s)
 					 st->rec.resume_token);
 				continue;
 			}
-			/* Its process died with the old agent: that attempt ends in error. */
+			/* Its processes went with the old agent (or were killed above). */
 			st->rec.status = STATUS_ERROR;
 			st->rec.finished_at = now_ms();
 			stage_set_summary(st, "interrupted: the agent stopped while the stage ran");

@@ -37,6 +37,7 @@ struct store {
 	sqlite3_stmt *run_insert, *run_update, *run_get, *runs_unfinished;
 	sqlite3_stmt *stage_insert, *stage_update, *stage_attempt_upsert, *stages_get;
 	sqlite3_stmt *output_set, *outputs_get;
+	sqlite3_stmt *stage_proc_add, *stage_procs_delete, *stage_procs_list, *stage_procs_clear;
 	sqlite3_stmt *outbox_add, *outbox_next, *outbox_delete, *outbox_count;
 	sqlite3_stmt *runs_list[RUNS_LIST_VARIANTS];
 };
@@ -98,6 +99,16 @@ static const char *const migrations[] = {
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " topic TEXT NOT NULL, key TEXT, value BLOB, headers BLOB,"
     " created_at INTEGER NOT NULL);",
+    /* 2: process groups of running stage attempts, for the start after a crash. */
+    "CREATE TABLE stage_procs ("
+    " pgid INTEGER NOT NULL,"
+    " start_time INTEGER NOT NULL,"
+    " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+    " stage TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (pgid, start_time));"
+    "CREATE INDEX stage_procs_stage ON stage_procs (run_id, stage);",
 };
 
 #define RUN_COLUMNS                                                                                \
@@ -147,6 +158,14 @@ static const struct stmt_spec stmt_specs[] = {
     STMT(stages_get, "SELECT run_id, name, idx, status, attempt, exit_code, started_at,"
 		     " finished_at, summary, resume_token FROM stages WHERE run_id = ?1"
 		     " ORDER BY idx, name"),
+    STMT(stage_proc_add,
+	 "INSERT INTO stage_procs (pgid, start_time, run_id, stage, attempt, created_at)"
+	 " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (pgid, start_time) DO UPDATE SET"
+	 " run_id = excluded.run_id, stage = excluded.stage, attempt = excluded.attempt"),
+    STMT(stage_procs_delete, "DELETE FROM stage_procs WHERE run_id = ?1 AND stage = ?2"),
+    STMT(stage_procs_list, "SELECT run_id, stage, attempt, pgid, start_time FROM stage_procs"
+			   " ORDER BY created_at, rowid"),
+    STMT(stage_procs_clear, "DELETE FROM stage_procs"),
     STMT(output_set, "INSERT INTO outputs (run_id, stage, key, value) VALUES (?1, ?2, ?3, ?4)"
 		     " ON CONFLICT (run_id, stage, key) DO UPDATE SET value = excluded.value"),
     STMT(outputs_get, "SELECT stage, key, value FROM outputs WHERE run_id = ?1"
@@ -858,6 +877,68 @@ int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n)
 	*ids = v;
 	*n = count;
 	return 0;
+}
+
+/* ---- process groups of running stages ---- */
+
+int store_stage_proc_add(struct store *s, const struct store_stage_proc *proc)
+{
+	sqlite3_stmt *st = s->stage_proc_add;
+	if (bind_int64(st, 1, proc->pgid) || bind_int64(st, 2, (int64_t)proc->start_time) ||
+	    bind_int64(st, 3, proc->run_id) || bind_text(st, 4, proc->stage) ||
+	    sqlite3_bind_int(st, 5, proc->attempt) || bind_int64(st, 6, now_ms()))
+		return stmt_fail(s, st, "binding a stage process");
+	return stmt_run(s, st, "recording a stage process");
+}
+
+int store_stage_procs_delete(struct store *s, int64_t run_id, const char *stage)
+{
+	sqlite3_stmt *st = s->stage_procs_delete;
+	if (bind_int64(st, 1, run_id) || bind_text(st, 2, stage))
+		return stmt_fail(s, st, "binding a stage process delete");
+	return stmt_run(s, st, "forgetting a stage's processes");
+}
+
+int store_stage_procs_list(struct store *s, struct store_stage_proc **procs, size_t *n)
+{
+	sqlite3_stmt *st = s->stage_procs_list;
+	struct store_stage_proc *v = NULL;
+	size_t count = 0, cap = 0;
+	int rc;
+	*procs = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		struct store_stage_proc *p = &v[count++];
+		p->run_id = sqlite3_column_int64(st, 0);
+		p->stage = column_strdup(st, 1);
+		p->attempt = sqlite3_column_int(st, 2);
+		p->pgid = sqlite3_column_int64(st, 3);
+		p->start_time = (uint64_t)sqlite3_column_int64(st, 4);
+	}
+	if (rc != SQLITE_DONE) {
+		store_stage_procs_free(v, count);
+		return stmt_fail(s, st, "listing stage processes");
+	}
+	stmt_done(st);
+	*procs = v;
+	*n = count;
+	return 0;
+}
+
+void store_stage_procs_free(struct store_stage_proc *procs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(procs[i].stage);
+	free(procs);
+}
+
+int store_stage_procs_clear(struct store *s)
+{
+	return stmt_run(s, s->stage_procs_clear, "forgetting every stage process");
 }
 
 /* ---- outputs ---- */

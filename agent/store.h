@@ -4,7 +4,8 @@
  * on the event-loop thread; transactions are short.
  *
  * Tables: events (id unique), runs, stages (current state of each stage of
- * a run), stage_attempts (every attempt ever), outputs, outbox.
+ * a run), stage_attempts (every attempt ever), outputs, outbox, stage_procs
+ * (process groups of the stage attempts running now).
  * Times are epoch milliseconds; 0 means "not yet".
  */
 #ifndef DROVER_STORE_H
@@ -81,6 +82,27 @@ void store_run_clear(struct store_run *run);
 void store_stages_free(struct store_stage *stages, size_t n);
 /* Ids of runs whose status is queued or running, oldest first (caller frees). */
 int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n);
+
+/*
+ * A process group a stage attempt started, recorded while it may run so that
+ * an agent started after a crash can find it and take it down. start_time
+ * is the leader's (proc_read_start_time): with it a reused pid is told apart.
+ */
+struct store_stage_proc {
+	int64_t run_id;
+	char *stage;
+	int attempt;
+	int64_t pgid;
+	uint64_t start_time;
+};
+int store_stage_proc_add(struct store *s, const struct store_stage_proc *proc);
+/* Forgets the process groups of a stage (its attempt ended; they are killed). */
+int store_stage_procs_delete(struct store *s, int64_t run_id, const char *stage);
+/* Every recorded group, oldest first (caller frees with store_stage_procs_free). */
+int store_stage_procs_list(struct store *s, struct store_stage_proc **procs, size_t *n);
+void store_stage_procs_free(struct store_stage_proc *procs, size_t n);
+/* Forgets every recorded group (at start-up, once they were dealt with). */
+int store_stage_procs_clear(struct store *s);
 
 int store_output_set(struct store *s, int64_t run_id, const char *stage, const char *key,
 		     const char *value);

@@ -1,7 +1,8 @@
 /*
  * Tests for proc: real children on a real libevent loop — output capture,
  * exit codes, kills with grace, process trees, lingering grandchildren,
- * concurrency, large output and shutdown.
+ * concurrency, large output and shutdown; process start times and the
+ * groups a killed agent leaves behind (orphans, really re-parented here).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,12 +17,14 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SAFETY_TIMEOUT_MS 15000
@@ -541,6 +544,197 @@ static void test_table_free_kills_live_children(void **state)
 	strbuf_free(&b.out);
 }
 
+/* ---- start times and orphaned groups ---- */
+
+static uint64_t start_time_of_child(struct fixture *f, struct child *c, const char *const *argv)
+{
+	struct proc *p = spawn_argv(f, c, argv, NULL, NULL, 0);
+	uint64_t t = proc_start_time(p);
+	assert_true(t > 0);
+	assert_true(proc_read_start_time(proc_pid(p)) == t);
+	return t;
+}
+
+static void test_start_time(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t self = proc_read_start_time(getpid());
+	assert_true(self > 0);
+	assert_true(proc_read_start_time(getpid()) == self);
+	assert_true(proc_read_start_time(0) == 0);
+	assert_true(proc_read_start_time(-1) == 0);
+	/* Above pid_max no process can exist. */
+	char *text = file_read_all("/proc/sys/kernel/pid_max", 64, NULL);
+	assert_non_null(text);
+	long pid_max = strtol(text, NULL, 10);
+	free(text);
+	assert_true(pid_max > 0 && pid_max < INT_MAX);
+	assert_true(proc_read_start_time((pid_t)pid_max + 1) == 0);
+
+	/* A command name with spaces and parentheses does not shift the fields:
+	 * the odd one started between two others, and so did its start time. */
+	char dir[] = "/tmp/drover-test-proc-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *odd = xasprintf("%s/a) b (c", dir);
+	char *copy = xasprintf("cp /bin/sleep '%s'", odd);
+	assert_int_equal(system(copy), 0);
+	free(copy);
+	struct child a, b, c;
+	child_init(&a);
+	child_init(&b);
+	child_init(&c);
+	const char *normal[] = {"sleep", "5", NULL};
+	const char *odd_argv[] = {odd, "5", NULL};
+	uint64_t t_a = start_time_of_child(f, &a, normal);
+	usleep(30 * 1000);
+	uint64_t t_b = start_time_of_child(f, &b, odd_argv);
+	usleep(30 * 1000);
+	uint64_t t_c = start_time_of_child(f, &c, normal);
+	assert_true(self <= t_a && t_a <= t_b && t_b <= t_c);
+	assert_true(t_a < t_c); /* 60 ms apart: at least one clock tick */
+	proc_kill(a.proc, 0);
+	proc_kill(b.proc, 0);
+	proc_kill(c.proc, 0);
+	int done = 0;
+	a.done_count = b.done_count = c.done_count = &done;
+	loop_until(f, &done, 3);
+	assert_int_equal(rm_rf(dir), 0);
+	free(odd);
+	strbuf_free(&a.out);
+	strbuf_free(&b.out);
+	strbuf_free(&c.out);
+}
+
+/* A process group as a killed agent leaves it: not our child (its parent
+ * exited), its own group, one background member. */
+struct orphan {
+	pid_t leader;
+	pid_t member;
+	uint64_t start_time;
+};
+
+/* Reads the orphan's "leader N", "pid N", "ready" lines (10 s at most). */
+static void orphan_read(int fd, struct orphan *o)
+{
+	struct strbuf out;
+	strbuf_init(&out);
+	strbuf_adds(&out, "");
+	int64_t deadline = mono_ms() + 10000;
+	while (strstr(out.data, "ready\n") == NULL) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - mono_ms();
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			fail_msg("the orphan did not say ready: '%s'", out.data);
+		char buf[256];
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n <= 0)
+			fail_msg("the orphan's output ended: '%s'", out.data);
+		strbuf_add(&out, buf, (size_t)n);
+	}
+	const char *l = strstr(out.data, "leader ");
+	assert_non_null(l);
+	o->leader = (pid_t)strtol(l + 7, NULL, 10);
+	pid_t pids[1] = {0};
+	assert_int_equal(parse_pids(out.data, pids, 1), 1);
+	o->member = pids[0];
+	strbuf_free(&out);
+}
+
+static void orphan_start(struct orphan *o, const char *script)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t middle = fork();
+	assert_true(middle >= 0);
+	if (middle == 0) {
+		if (fork() == 0) {
+			setpgid(0, 0);
+			dup2(fds[1], STDOUT_FILENO);
+			close(fds[0]);
+			close(fds[1]);
+			execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	close(fds[1]);
+	int status;
+	assert_int_equal(waitpid(middle, &status, 0), middle);
+	orphan_read(fds[0], o);
+	close(fds[0]);
+	o->start_time = proc_read_start_time(o->leader);
+	assert_true(o->start_time > 0);
+	assert_int_equal(getpgid(o->leader), o->leader);
+	assert_int_equal(getpgid(o->member), o->leader);
+}
+
+static void orphan_kill(struct orphan *o)
+{
+	kill(-o->leader, SIGKILL);
+	assert_pid_dies(o->leader);
+	assert_pid_dies(o->member);
+}
+
+#define ORPHAN_SCRIPT "echo leader $$; sleep 60 & echo pid $!; echo ready; wait"
+
+static void test_kill_orphans_checks_start_time(void **state)
+{
+	(void)state;
+	struct orphan o;
+	orphan_start(&o, ORPHAN_SCRIPT);
+	/* Another start time: the pid names someone else now. Unknown: never. */
+	struct proc_orphan g[] = {{.pgid = o.leader, .start_time = o.start_time + 1},
+				  {.pgid = o.leader, .start_time = 0},
+				  {.pgid = o.leader + 1000000, .start_time = o.start_time}};
+	assert_int_equal(proc_kill_orphans(g, ARRAY_LEN(g), 100), 0);
+	for (size_t i = 0; i < ARRAY_LEN(g); i++)
+		assert_false(g[i].is_killed);
+	usleep(100 * 1000);
+	assert_false(is_pid_dead(o.leader));
+	assert_false(is_pid_dead(o.member));
+	orphan_kill(&o);
+}
+
+static void test_kill_orphans_terminates_group(void **state)
+{
+	(void)state;
+	struct orphan a, b, gone;
+	orphan_start(&a, ORPHAN_SCRIPT);
+	orphan_start(&b, ORPHAN_SCRIPT);
+	orphan_start(&gone, ORPHAN_SCRIPT);
+	orphan_kill(&gone);
+	struct proc_orphan g[] = {{.pgid = a.leader, .start_time = a.start_time},
+				  {.pgid = gone.leader, .start_time = gone.start_time},
+				  {.pgid = b.leader, .start_time = b.start_time}};
+	/* SIGTERM is enough: no waiting for the (long) grace. */
+	int64_t t0 = mono_ms();
+	assert_int_equal(proc_kill_orphans(g, ARRAY_LEN(g), 60000), 2);
+	assert_true(mono_ms() - t0 < 30000);
+	assert_true(g[0].is_killed);
+	assert_false(g[1].is_killed);
+	assert_true(g[2].is_killed);
+	assert_pid_dies(a.leader);
+	assert_pid_dies(a.member);
+	assert_pid_dies(b.leader);
+	assert_pid_dies(b.member);
+}
+
+/* A member that ignores SIGTERM outlives its leader; SIGKILL after the grace. */
+static void test_kill_orphans_sigkill_after_grace(void **state)
+{
+	(void)state;
+	struct orphan o;
+	orphan_start(&o, "echo leader $$; (trap '' TERM; exec sleep 60) & echo pid $!;"
+			 " echo ready; wait");
+	struct proc_orphan g = {.pgid = o.leader, .start_time = o.start_time};
+	int64_t t0 = mono_ms();
+	assert_int_equal(proc_kill_orphans(&g, 1, 300), 1);
+	assert_true(g.is_killed);
+	assert_true(mono_ms() - t0 >= 300); /* the member was given its grace */
+	assert_pid_dies(o.leader);
+	assert_pid_dies(o.member);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -561,6 +755,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_large_output, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_callbacks_may_spawn_and_kill, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_table_free_kills_live_children, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_start_time, setup, teardown),
+	    cmocka_unit_test(test_kill_orphans_checks_start_time),
+	    cmocka_unit_test(test_kill_orphans_terminates_group),
+	    cmocka_unit_test(test_kill_orphans_sigkill_after_grace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

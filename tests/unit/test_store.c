@@ -1,7 +1,8 @@
 /*
  * Tests of store: schema and WAL on open, durability across reopen, refusal
  * of a newer schema, events, runs, stages and their attempt history, outputs,
- * the API JSON shapes, list filters, nested transactions and the outbox.
+ * the API JSON shapes, list filters, nested transactions, the outbox, the
+ * process groups of running stages and the migration that added them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,8 +156,9 @@ static void test_open_creates_schema_and_wal(void **state)
 	struct fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 1);
-	const char *tables[] = {"events", "runs", "stages", "stage_attempts", "outputs", "outbox"};
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+	const char *tables[] = {"events",  "runs",   "stages",	   "stage_attempts",
+				"outputs", "outbox", "stage_procs"};
 	for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
 		char *sql = xasprintf(
 		    "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '%s'",
@@ -1027,6 +1029,101 @@ static void test_null_fields(void **state)
 	store_stages_free(stages, n);
 }
 
+/* ---- process groups of running stages ---- */
+
+static struct store_stage_proc sample_proc(int64_t run_id, const char *stage, int64_t pgid,
+					   uint64_t start_time)
+{
+	struct store_stage_proc p = {.run_id = run_id,
+				     .stage = (char *)stage,
+				     .attempt = 1,
+				     .pgid = pgid,
+				     .start_time = start_time};
+	return p;
+}
+
+static void test_stage_procs(void **state)
+{
+	struct fixture *f = *state;
+	int64_t r1 = insert_run(f->store, "ci", STATUS_RUNNING, "acme/a");
+	int64_t r2 = insert_run(f->store, "ci", STATUS_RUNNING, "acme/b");
+	struct store_stage_proc in[] = {
+	    sample_proc(r1, "build", 4101, 1), sample_proc(r1, "test", 4102, UINT64_C(1) << 40),
+	    sample_proc(r2, "build", 4103, 987654321), sample_proc(r1, "build", 4104, 5)};
+	in[2].attempt = 3;
+	for (size_t i = 0; i < ARRAY_LEN(in); i++)
+		assert_int_equal(store_stage_proc_add(f->store, &in[i]), 0);
+	/* The same process twice is one row (the later record wins). */
+	in[1].attempt = 2;
+	assert_int_equal(store_stage_proc_add(f->store, &in[1]), 0);
+	/* Only groups of stages of runs that exist. */
+	struct store_stage_proc stray = sample_proc(r2 + 100, "build", 4200, 9);
+	assert_int_equal(store_stage_proc_add(f->store, &stray), -1);
+
+	struct store_stage_proc *out;
+	size_t n;
+	assert_int_equal(store_stage_procs_list(f->store, &out, &n), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(out[i].run_id, in[i].run_id);
+		assert_string_equal(out[i].stage, in[i].stage);
+		assert_int_equal(out[i].attempt, in[i].attempt);
+		assert_int_equal(out[i].pgid, in[i].pgid);
+		assert_true(out[i].start_time == in[i].start_time);
+	}
+	store_stage_procs_free(out, n);
+
+	/* An attempt ended: its stage's groups go, every other stays, across a reopen. */
+	assert_int_equal(store_stage_procs_delete(f->store, r1, "build"), 0);
+	reopen(f);
+	assert_int_equal(store_stage_procs_list(f->store, &out, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].pgid, 4102);
+	assert_true(out[0].start_time == UINT64_C(1) << 40);
+	assert_int_equal(out[1].pgid, 4103);
+	assert_int_equal(out[1].attempt, 3);
+	store_stage_procs_free(out, n);
+	assert_int_equal(store_stage_procs_delete(f->store, r1, "no-such-stage"), 0);
+
+	/* Inside a transaction that is rolled back, a record is not kept. */
+	assert_int_equal(store_begin(f->store), 0);
+	struct store_stage_proc later = sample_proc(r2, "test", 4300, 77);
+	assert_int_equal(store_stage_proc_add(f->store, &later), 0);
+	store_rollback(f->store);
+
+	assert_int_equal(store_stage_procs_clear(f->store), 0);
+	assert_int_equal(store_stage_procs_list(f->store, &out, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(out);
+}
+
+/* A database of schema version 1 (before stage_procs) is migrated on open, data kept. */
+static void test_migrates_version_1(void **state)
+{
+	struct fixture *f = *state;
+	int64_t run = insert_run(f->store, "ci", STATUS_RUNNING, "acme/a");
+	store_close(f->store);
+	f->store = NULL;
+	sqlite3 *db = raw_open(f);
+	assert_int_equal(
+	    sqlite3_exec(db, "DROP TABLE stage_procs; PRAGMA user_version = 1", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	reopen(f);
+	db = raw_open(f);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
+	sqlite3_close(db);
+	struct store_stage_proc p = sample_proc(run, "build", 4101, 42);
+	assert_int_equal(store_stage_proc_add(f->store, &p), 0);
+	struct store_stage_proc *out;
+	size_t n;
+	assert_int_equal(store_stage_procs_list(f->store, &out, &n), 0);
+	assert_int_equal(n, 1);
+	store_stage_procs_free(out, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1047,6 +1144,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_strings_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_utf8_still_shown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_fields, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stage_procs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
