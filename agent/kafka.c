@@ -177,6 +177,13 @@ struct kafka *kafka_new(const struct config *cfg, struct event_base *base, char 
 	 * record given up and produced again could be written twice.
 	 */
 	rd_kafka_conf_set(conf, "message.timeout.ms", "0", NULL, 0);
+	/*
+	 * The largest record: the broker's default max.message.bytes (librdkafka's
+	 * own default, 1000000, is lower), so the dead letter of any record the
+	 * events topic took can be published as it came. kafka.properties may
+	 * change it.
+	 */
+	rd_kafka_conf_set(conf, "message.max.bytes", "1048588", NULL, 0);
 	if (kafka_conf_apply(conf, cfg, k->brokers, err, err_len) != 0 ||
 	    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, err_len) !=
 		RD_KAFKA_CONF_OK ||
@@ -265,9 +272,22 @@ int kafka_produce(struct kafka *k, const char *topic, const char *key, const voi
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka: producing to %s failed: %s", topic, rd_kafka_err2str(err));
 		free(d);
-		return -1;
+		return kafka_is_refusal(err) ? -2 : -1;
 	}
 	return 0;
+}
+
+bool kafka_is_refusal(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:    /* over message.max.bytes */
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: /* over the broker's limits */
+	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+	case RD_KAFKA_RESP_ERR__INVALID_ARG:
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* Blob: for each header, u32 name length, name, i64 value length (-1: null), value. */

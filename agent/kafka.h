@@ -38,10 +38,17 @@ bool kafka_is_embedded(const struct kafka *k);
 int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, const char *brokers,
 		     char *err, size_t err_len);
 
-/* Produces one record. headers (may be NULL) are taken over on success.
- * 0, or -1 (cb is then not called). */
+/*
+ * Produces one record. headers (may be NULL) are taken over on success.
+ * 0; -1 when the producer cannot take it now (queue full: try later); -2
+ * when Kafka will never take it as it is (kafka_is_refusal: too large).
+ * On error cb is not called and headers are still the caller's.
+ */
 int kafka_produce(struct kafka *k, const char *topic, const char *key, const void *value,
 		  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg);
+/* Whether err (from producing or a delivery report) means the record itself
+ * is refused, so sending it again can never succeed. */
+bool kafka_is_refusal(rd_kafka_resp_err_t err);
 
 /* Headers as one blob (for the outbox) and back. Caller frees / destroys. */
 void *kafka_headers_pack(const rd_kafka_headers_t *headers, size_t *len);

@@ -6,6 +6,7 @@
 #include "report.h"
 
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,22 @@
 
 #define REPORT_MAX_IN_FLIGHT 512
 
+/*
+ * An outbox record Kafka refused for good (kafka_is_refusal: too large). A
+ * dead letter is then sent once more without its value; whatever is still
+ * refused is skipped (left in the outbox, logged once), so one record never
+ * holds up the others.
+ */
+enum report_refusal {
+	REPORT_WITHOUT_VALUE = 1,
+	REPORT_SKIP = 2,
+};
+
+struct report_refused {
+	int64_t outbox_id;
+	enum report_refusal what;
+};
+
 struct report {
 	struct agent *agent;
 	struct event *kick_ev;	/* one-shot, made active by report_kick */
@@ -25,11 +42,15 @@ struct report {
 	int64_t cursor;		/* highest outbox id handed to Kafka */
 	size_t in_flight;
 	bool has_failed; /* a delivery failed: rewind the cursor */
+	struct report_refused *refused;
+	size_t n_refused, cap_refused;
 };
 
 struct report_delivery {
 	struct report *r;
 	int64_t outbox_id;
+	bool is_dead_letter, is_without_value;
+	size_t value_len;
 };
 
 static const char *report_outcome(enum status s)
@@ -67,7 +88,57 @@ void report_free(struct report *r)
 		return;
 	event_free(r->kick_ev);
 	event_free(r->retry_ev);
+	free(r->refused);
 	free(r);
+}
+
+static struct report_refused *report_refused_find(struct report *r, int64_t outbox_id)
+{
+	for (size_t i = 0; i < r->n_refused; i++)
+		if (r->refused[i].outbox_id == outbox_id)
+			return &r->refused[i];
+	return NULL;
+}
+
+static void report_refused_forget(struct report *r, int64_t outbox_id)
+{
+	struct report_refused *rf = report_refused_find(r, outbox_id);
+	if (rf != NULL)
+		*rf = r->refused[--r->n_refused];
+}
+
+/*
+ * Kafka refused record outbox_id for good (why): decides what to do next
+ * time (a dead letter with a value: send it without; else: skip it) and
+ * says so in the log, once per step.
+ */
+static void report_refuse(struct report *r, int64_t outbox_id, bool is_dead_letter,
+			  bool was_without_value, size_t value_len, const char *why)
+{
+	enum report_refusal what = is_dead_letter && !was_without_value && value_len > 0
+				       ? REPORT_WITHOUT_VALUE
+				       : REPORT_SKIP;
+	struct report_refused *rf = report_refused_find(r, outbox_id);
+	if (rf == NULL) {
+		if (r->n_refused == r->cap_refused) {
+			r->cap_refused = r->cap_refused == 0 ? 8 : r->cap_refused * 2;
+			r->refused = xrealloc(r->refused, r->cap_refused * sizeof *r->refused);
+		}
+		rf = &r->refused[r->n_refused++];
+		rf->outbox_id = outbox_id;
+	} else if (rf->what >= what) {
+		return;
+	}
+	rf->what = what;
+	r->agent->metrics.kafka_errors++;
+	if (what == REPORT_WITHOUT_VALUE)
+		log_warn("report: Kafka refuses dead letter %lld (value of %zu bytes): %s; "
+			 "publishing its headers without the value",
+			 (long long)outbox_id, value_len, why);
+	else
+		log_error("report: Kafka refuses outbox record %lld: %s; it stays in the outbox "
+			  "and is not sent again until a restart",
+			  (long long)outbox_id, why);
 }
 
 static char *report_hostname(void)
@@ -188,8 +259,17 @@ static void report_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partiti
 	struct report *r = d->r;
 	r->in_flight--;
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		report_refused_forget(r, d->outbox_id);
 		if (store_outbox_delete(r->agent->store, d->outbox_id) == 0)
 			r->agent->metrics.results_published++;
+	} else if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+		   err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+		/* Purged at stop: kafka_free counted them; the next start sends them. */
+		r->has_failed = true;
+	} else if (kafka_is_refusal(err)) {
+		r->has_failed = true;
+		report_refuse(r, d->outbox_id, d->is_dead_letter, d->is_without_value, d->value_len,
+			      rd_kafka_err2str(err));
 	} else {
 		r->agent->metrics.kafka_errors++;
 		r->has_failed = true;
@@ -199,6 +279,45 @@ static void report_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partiti
 	free(d);
 	if (r->in_flight == 0)
 		report_kick(r);
+}
+
+/*
+ * Hands one outbox item to Kafka (without its value, plus a header saying
+ * so, when is_without_value). kafka_produce's result: 0, -1 (try later) or
+ * -2 (refused).
+ */
+static int report_send(struct report *r, const struct store_outbox_item *item,
+		       bool is_without_value)
+{
+	struct report_delivery *d = xmalloc(sizeof *d);
+	d->r = r;
+	d->outbox_id = item->id;
+	d->is_dead_letter = strcmp(item->topic, r->agent->cfg->kafka.dead_letter_topic) == 0;
+	d->is_without_value = is_without_value;
+	d->value_len = item->value_len;
+	rd_kafka_headers_t *h =
+	    item->headers_len > 0 ? kafka_headers_unpack(item->headers, item->headers_len) : NULL;
+	if (is_without_value) {
+		char note[96];
+		snprintf(note, sizeof note, "%zu bytes: too large for Kafka", item->value_len);
+		if (h == NULL)
+			h = rd_kafka_headers_new(1);
+		rd_kafka_header_add(h, "x-drover-value-omitted", -1, note, -1);
+	}
+	int rc = kafka_produce(r->agent->kafka, item->topic, item->key,
+			       is_without_value ? NULL : item->value,
+			       is_without_value ? 0 : item->value_len, h, report_delivered, d);
+	if (rc != 0) {
+		if (h != NULL)
+			rd_kafka_headers_destroy(h);
+		if (rc == -2)
+			report_refuse(r, item->id, d->is_dead_letter, is_without_value,
+				      item->value_len, "too large for the producer");
+		free(d);
+		return rc;
+	}
+	r->in_flight++;
+	return 0;
 }
 
 static void report_publish(struct report *r)
@@ -216,23 +335,21 @@ static void report_publish(struct report *r)
 		if (store_outbox_next(r->agent->store, r->cursor, 64, &items, &n) != 0 || n == 0)
 			return;
 		for (size_t i = 0; i < n; i++) {
-			struct report_delivery *d = xmalloc(sizeof *d);
-			d->r = r;
-			d->outbox_id = items[i].id;
-			rd_kafka_headers_t *h =
-			    items[i].headers_len > 0
-				? kafka_headers_unpack(items[i].headers, items[i].headers_len)
-				: NULL;
-			if (kafka_produce(r->agent->kafka, items[i].topic, items[i].key,
-					  items[i].value, items[i].value_len, h, report_delivered,
-					  d) != 0) {
-				if (h != NULL)
-					rd_kafka_headers_destroy(h);
-				free(d);
-				store_outbox_items_free(items, n);
-				return; /* queue full or broker trouble: the timer tries again */
+			int rc = 0;
+			/* A refused record may go again without its value, or not at all. */
+			for (int tries = 0; tries < 2; tries++) {
+				const struct report_refused *rf =
+				    report_refused_find(r, items[i].id);
+				if (rf != NULL && rf->what == REPORT_SKIP)
+					break;
+				rc = report_send(r, &items[i], rf != NULL);
+				if (rc != -2)
+					break;
 			}
-			r->in_flight++;
+			if (rc == -1) {
+				store_outbox_items_free(items, n);
+				return; /* queue full: the timer tries again */
+			}
 			r->cursor = items[i].id;
 		}
 		store_outbox_items_free(items, n);

@@ -23,7 +23,9 @@ int report_pipelinerun(struct report *r, const struct store_run *run, const char
 /* phase: "started", "finished". */
 int report_taskrun(struct report *r, const struct store_run *run, const struct store_stage *stage,
 		   const char *phase);
-/* The original record, with its headers (packed blob) and x-drover-error. */
+/* The original record, with its headers (packed blob) and x-drover-error.
+ * One Kafka refuses as too large is published without its value, with an
+ * x-drover-value-omitted header, rather than holding up the outbox. */
 int report_dead_letter(struct report *r, const char *key, const void *value, size_t value_len,
 		       const void *headers, size_t headers_len, const char *error);
 

@@ -3,7 +3,9 @@
  * binary and null values, and hostile blobs that must neither crash nor
  * read past their end — run under ASan), and kafka_conf_apply's refusal of
  * bad user properties, and the reading of librdkafka's statistics (broker
- * reachability and consumer lag) that /readyz and /metrics show.
+ * reachability and consumer lag) that /readyz and /metrics show; which
+ * produce errors are refusals (never worth sending again), and the
+ * producer's record size limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +377,71 @@ static void test_stats_garbage(void **state)
 	json_decref(lag);
 }
 
+struct delivered {
+	int count;
+	rd_kafka_resp_err_t err;
+};
+
+static void count_delivery(void *arg, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	(void)partition, (void)offset;
+	struct delivered *d = arg;
+	d->count++;
+	d->err = err;
+}
+
+/*
+ * kafka_produce tells a record Kafka will never take (-2) from one it takes:
+ * the producer's limit is the broker's default (1048588 bytes), above
+ * librdkafka's own 1000000, so a dead letter of any record the events topic
+ * took fits. No broker is needed: the size check is local, and kafka_free
+ * purges what is left (its delivery report still runs, with a purge error).
+ */
+static void test_produce_too_large(void **state)
+{
+	(void)state;
+	struct config *cfg = config_default();
+	free(cfg->kafka.brokers);
+	cfg->kafka.brokers = xstrdup("127.0.0.1:1");
+	struct event_base *base = event_base_new();
+	char err[512] = "";
+	struct kafka *k = kafka_new(cfg, base, err, sizeof err);
+	if (k == NULL)
+		fail_msg("kafka_new: %s", err);
+	size_t big = 1040000, huge = 2000000;
+	char *value = xmalloc(huge);
+	memset(value, 'x', huge);
+	struct delivered fits = {0}, refused = {0};
+	assert_int_equal(kafka_produce(k, "t", "key", value, big, NULL, count_delivery, &fits), 0);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+	rd_kafka_header_add(h, "x-drover-error", -1, "too large", -1);
+	assert_int_equal(kafka_produce(k, "t", "key", value, huge, h, count_delivery, &refused),
+			 -2);
+	rd_kafka_headers_destroy(h); /* still ours after an error */
+	kafka_free(k, 0);
+	assert_int_equal(refused.count, 0);
+	assert_int_equal(fits.count, 1);
+	assert_true(fits.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+		    fits.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT);
+	free(value);
+	event_base_free(base);
+	config_free(cfg);
+}
+
+static void test_is_refusal(void **state)
+{
+	(void)state;
+	assert_true(kafka_is_refusal(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE));
+	assert_true(kafka_is_refusal(RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE));
+	/* Worth trying again: */
+	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR_NO_ERROR));
+	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR__TRANSPORT));
+	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT));
+	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR__PURGE_QUEUE));
+	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +455,8 @@ int main(void)
 	    cmocka_unit_test(test_stats_up_and_lag),
 	    cmocka_unit_test(test_stats_down),
 	    cmocka_unit_test(test_stats_garbage),
+	    cmocka_unit_test(test_produce_too_large),
+	    cmocka_unit_test(test_is_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
