@@ -78,6 +78,15 @@ static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		log_info("intake: %s %d partition(s)", is_lost ? "lost" : "revoked", parts->cnt);
 		if (!is_lost)
 			intake_commit_before_revoke(in, rk);
+		/*
+		 * librdkafka keeps a partition's pause flag after the partition
+		 * leaves the assignment: one revoked while paused and assigned
+		 * back after the intake resumed would never be fetched again (a
+		 * real broker showed it: its events stayed in Kafka). Let go of
+		 * partitions unpaused; assigning pauses what comes in.
+		 */
+		if (in->is_paused)
+			rd_kafka_resume_partitions(rk, parts);
 		if (is_cooperative) {
 			rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
 			if (e != NULL)
@@ -464,6 +473,36 @@ void intake_free(struct intake *in)
 	free(in);
 }
 
+/*
+ * librdkafka 2.0's fetcher notices a resume only at its next wake-up, up to
+ * a second later: with a small high-water mark that second dominated every
+ * pause/resume cycle. A seek wakes it at once; seeking to the application's
+ * position (the next record to handle) neither skips nor repeats anything.
+ * Partitions with no position yet (nothing consumed since assigned) are
+ * left to the fetcher.
+ */
+static void intake_wake_fetcher(struct intake *in, rd_kafka_topic_partition_list_t *parts)
+{
+	if (rd_kafka_position(in->rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(parts->cnt);
+	for (int i = 0; i < parts->cnt; i++) {
+		const rd_kafka_topic_partition_t *p = &parts->elems[i];
+		if (p->offset >= 0)
+			rd_kafka_topic_partition_list_add(seek, p->topic, p->partition)->offset =
+			    p->offset;
+	}
+	if (seek->cnt > 0) {
+		rd_kafka_error_t *e = rd_kafka_seek_partitions(in->rk, seek, 0);
+		if (e != NULL) {
+			log_warn("intake: restarting the fetch after resume: %s",
+				 rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(seek);
+}
+
 void intake_set_paused(struct intake *in, bool is_paused)
 {
 	if (in->is_paused == is_paused)
@@ -472,10 +511,12 @@ void intake_set_paused(struct intake *in, bool is_paused)
 	rd_kafka_topic_partition_list_t *parts = NULL;
 	if (rd_kafka_assignment(in->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
-	if (is_paused)
+	if (is_paused) {
 		rd_kafka_pause_partitions(in->rk, parts);
-	else
+	} else {
 		rd_kafka_resume_partitions(in->rk, parts);
+		intake_wake_fetcher(in, parts);
+	}
 	log_info("intake: %s %d partition(s)", is_paused ? "paused" : "resumed", parts->cnt);
 	rd_kafka_topic_partition_list_destroy(parts);
 }
