@@ -144,19 +144,6 @@ static size_t intake_headers(const rd_kafka_message_t *m, struct event_header *o
 	return n;
 }
 
-static void intake_store_offset(struct intake *in, const rd_kafka_message_t *m)
-{
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
-	    m->offset + 1;
-	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, l);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("intake: storing offset %s[%d]@%lld failed: %s",
-			 rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset + 1,
-			 rd_kafka_err2str(err));
-	rd_kafka_topic_partition_list_destroy(l);
-}
-
 /* Sends the record as it came to the dead letter (via the outbox). */
 static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, const char *why)
 {
@@ -173,19 +160,27 @@ static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, co
 	return rc;
 }
 
+/* What a batch recorded: the runs to queue after the commit, and counts. */
+struct intake_runs {
+	int64_t *ids;
+	size_t n, cap;
+	uint64_t n_accepted, n_unmatched, n_refused, n_duplicate, n_ignored;
+	uint64_t n_malformed, n_unknown, n_too_large;
+};
+
 /*
  * Decides what one valid event starts, all inside the caller's transaction.
  * Returns how many runs were created, or -1.
  */
-static int intake_admit(struct intake *in, const char *id, json_t *ev, const rd_kafka_message_t *m,
-			int64_t **run_ids)
+static int intake_admit(struct intake *in, struct intake_runs *runs, const char *id, json_t *ev,
+			const rd_kafka_message_t *m, int64_t **run_ids)
 {
 	struct agent *a = in->agent;
 	const char *repo = json_string_value(json_object_get(ev, "repo"));
 	if (a->cfg->n_repos > 0 && (repo == NULL || config_find_repo(a->cfg, repo) == NULL)) {
 		log_warn("intake: event %s: repository '%s' is not configured: refused", id,
 			 repo != NULL ? repo : "(none)");
-		a->metrics.events_refused++;
+		runs->n_refused++;
 		int rc =
 		    store_event_insert(a->store, id, ev, "refused", "repository not configured",
 				       rd_kafka_topic_name(m->rkt), m->partition, m->offset);
@@ -220,16 +215,20 @@ static int intake_admit(struct intake *in, const char *id, json_t *ev, const rd_
 	}
 	free(matched);
 	if (n == 0)
-		a->metrics.events_unmatched++;
+		runs->n_unmatched++;
 	else
-		a->metrics.events_accepted++;
+		runs->n_accepted++;
 	return n;
 }
 
-static void intake_handle(struct intake *in, const rd_kafka_message_t *m)
+/*
+ * Records one record inside the batch's transaction: its event and runs, or
+ * its dead letter. Appends the runs it created to *runs. 0, or -1 when the
+ * store failed (the whole batch is then rolled back and redelivered).
+ */
+static int intake_handle(struct intake *in, const rd_kafka_message_t *m, struct intake_runs *runs)
 {
 	struct agent *a = in->agent;
-	a->metrics.events_received++;
 	struct event_header headers[64];
 	struct event_input input = {
 	    .topic = rd_kafka_topic_name(m->rkt),
@@ -246,102 +245,183 @@ static void intake_handle(struct intake *in, const rd_kafka_message_t *m)
 	json_t *ev = NULL;
 	char err[512];
 	enum event_outcome outcome = event_normalize(&input, &opt, &ev, err, sizeof err);
-
-	if (store_begin(a->store) != 0)
-		goto retry_later;
-	int64_t *run_ids = NULL;
-	int n_runs = 0;
+	int rc = 0;
 	switch (outcome) {
 	case EVENT_OK: {
 		const char *id = json_string_value(json_object_get(ev, "id"));
-		n_runs = intake_admit(in, id, ev, m, &run_ids);
-		if (n_runs == -2) {
-			a->metrics.events_duplicate++;
+		int64_t *run_ids = NULL;
+		int n = intake_admit(in, runs, id, ev, m, &run_ids);
+		if (n == -2) {
+			runs->n_duplicate++;
 			log_info("intake: event %s seen before: nothing new started", id);
-			n_runs = 0;
-		} else if (n_runs >= 0) {
+		} else if (n >= 0) {
 			log_info("intake: event %s (%s %s %s) from %s[%d]@%lld: %d run(s)", id,
 				 json_string_value(json_object_get(ev, "kind")),
 				 json_string_value(json_object_get(ev, "action")),
 				 json_string_value(json_object_get(ev, "repo")), input.topic,
-				 m->partition, (long long)m->offset, n_runs);
+				 m->partition, (long long)m->offset, n);
+			for (int i = 0; i < n; i++) {
+				if (runs->n == runs->cap) {
+					runs->cap = runs->cap > 0 ? runs->cap * 2 : 16;
+					runs->ids =
+					    xrealloc(runs->ids, runs->cap * sizeof *runs->ids);
+				}
+				runs->ids[runs->n++] = run_ids[i];
+			}
+		} else {
+			rc = -1;
 		}
+		free(run_ids);
 		break;
 	}
 	case EVENT_IGNORED:
-		a->metrics.events_ignored++;
+		runs->n_ignored++;
 		log_info("intake: %s[%d]@%lld ignored: %s", input.topic, m->partition,
 			 (long long)m->offset, err);
 		break;
 	default:
-		if (outcome == EVENT_MALFORMED)
-			a->metrics.events_malformed++;
-		else if (outcome == EVENT_UNKNOWN)
-			a->metrics.events_unknown++;
-		else
-			a->metrics.events_too_large++;
 		log_warn("intake: %s[%d]@%lld dead-lettered (%s): %s", input.topic, m->partition,
 			 (long long)m->offset, event_outcome_name(outcome), err);
-		n_runs = intake_dead_letter(in, m, err) == 0 ? 0 : -1;
-		if (n_runs == 0)
-			a->metrics.events_dead_lettered++;
+		if (intake_dead_letter(in, m, err) != 0) {
+			rc = -1;
+			break;
+		}
+		if (outcome == EVENT_MALFORMED)
+			runs->n_malformed++;
+		else if (outcome == EVENT_UNKNOWN)
+			runs->n_unknown++;
+		else
+			runs->n_too_large++;
 		break;
 	}
-	if (n_runs < 0 || store_commit(a->store) != 0) {
-		store_rollback(a->store);
-		free(run_ids);
-		json_decref(ev);
-		goto retry_later;
-	}
-	intake_store_offset(in, m);
-	for (int i = 0; i < n_runs; i++)
-		scheduler_run_enqueue(a->sched, run_ids[i]);
-	free(run_ids);
 	json_decref(ev);
-	return;
-retry_later:
-	/* Not recorded: do not move the offset. Rewind so Kafka gives it again. */
-	log_error("intake: could not record %s[%d]@%lld; it will be redelivered",
-		  rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
-	    m->offset;
-	rd_kafka_seek_partitions(in->rk, l, 0);
+	return rc;
+}
+
+/* Stores each partition's next offset after the batch (the batch is committed). */
+static void intake_store_offsets(struct intake *in, rd_kafka_message_t **batch, size_t n)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	for (size_t i = 0; i < n; i++) {
+		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
+		rd_kafka_topic_partition_t *p =
+		    rd_kafka_topic_partition_list_find(l, topic, batch[i]->partition);
+		if (p == NULL)
+			p = rd_kafka_topic_partition_list_add(l, topic, batch[i]->partition);
+		p->offset = batch[i]->offset + 1; /* records of a partition come in order */
+	}
+	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, l);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("intake: storing the offsets of %zu record(s) failed: %s", n,
+			 rd_kafka_err2str(err));
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
-static bool intake_is_full(const struct intake *in)
+/* Not recorded: rewinds each partition to its first record of the batch. */
+static void intake_rewind(struct intake *in, rd_kafka_message_t **batch, size_t n)
 {
-	const struct agent *a = in->agent;
-	return scheduler_active_runs(a->sched) >= (size_t)a->cfg->max_queued_runs;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	for (size_t i = 0; i < n; i++) {
+		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
+		if (rd_kafka_topic_partition_list_find(l, topic, batch[i]->partition) != NULL)
+			continue;
+		rd_kafka_topic_partition_list_add(l, topic, batch[i]->partition)->offset =
+		    batch[i]->offset;
+		log_error("intake: could not record %s[%d] from offset %lld; it will be "
+			  "redelivered",
+			  topic, batch[i]->partition, (long long)batch[i]->offset);
+	}
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(in->rk, l, 0);
+	if (e != NULL) {
+		log_error("intake: rewinding: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
 }
 
+/*
+ * Records a batch of records in ONE transaction (one fsync however many
+ * records), then stores their offsets, then queues their runs: the offset
+ * of a record still moves only after the record is durable.
+ */
+static void intake_record_batch(struct intake *in, rd_kafka_message_t **batch, size_t n)
+{
+	struct agent *a = in->agent;
+	struct intake_runs runs = {0};
+	bool is_ok = store_begin(a->store) == 0;
+	for (size_t i = 0; is_ok && i < n; i++)
+		is_ok = intake_handle(in, batch[i], &runs) == 0;
+	if (!is_ok || store_commit(a->store) != 0) {
+		store_rollback(a->store);
+		intake_rewind(in, batch, n);
+		free(runs.ids);
+		return;
+	}
+	a->metrics.events_received += n;
+	a->metrics.events_duplicate += runs.n_duplicate;
+	a->metrics.events_ignored += runs.n_ignored;
+	a->metrics.events_malformed += runs.n_malformed;
+	a->metrics.events_unknown += runs.n_unknown;
+	a->metrics.events_too_large += runs.n_too_large;
+	a->metrics.events_dead_lettered += runs.n_malformed + runs.n_unknown + runs.n_too_large;
+	a->metrics.events_accepted += runs.n_accepted;
+	a->metrics.events_unmatched += runs.n_unmatched;
+	a->metrics.events_refused += runs.n_refused;
+	intake_store_offsets(in, batch, n);
+	for (size_t i = 0; i < runs.n; i++)
+		scheduler_run_enqueue(a->sched, runs.ids[i]);
+	free(runs.ids);
+}
+
+static bool intake_is_full(const struct intake *in, size_t n_pending_runs)
+{
+	const struct agent *a = in->agent;
+	return scheduler_active_runs(a->sched) + n_pending_runs >= (size_t)a->cfg->max_queued_runs;
+}
+
+/*
+ * Takes what the consumer queue holds (up to INTAKE_BATCH records) and
+ * records it as one batch. The high-water mark is checked for every record,
+ * counting the runs the batch would add.
+ */
 static void intake_poll(struct intake *in)
 {
-	for (int i = 0; i < INTAKE_BATCH; i++) {
-		/* The high-water mark holds per record, not per batch. */
-		if (!in->is_paused && intake_is_full(in)) {
+	rd_kafka_message_t *batch[INTAKE_BATCH];
+	size_t n = 0, n_runs_estimate = 0;
+	bool is_more = false;
+	while (n < INTAKE_BATCH) {
+		if (!in->is_paused && intake_is_full(in, n_runs_estimate)) {
 			log_info("intake: %zu runs queued or running (high-water mark %d): pausing",
-				 scheduler_active_runs(in->agent->sched),
+				 scheduler_active_runs(in->agent->sched) + n_runs_estimate,
 				 in->agent->cfg->max_queued_runs);
 			intake_set_paused(in, true);
 		}
 		/* Paused partitions deliver nothing; polling still serves the group. */
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
 		if (m == NULL)
-			return;
-		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			intake_handle(in, m);
-		else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			break;
+		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			batch[n++] = m;
+			/* Every record may start a run: a cheap upper bound per record. */
+			n_runs_estimate++;
+			continue;
+		}
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 			in->agent->metrics.kafka_errors++;
 			log_warn("intake: %s", rd_kafka_message_errstr(m));
 		}
 		rd_kafka_message_destroy(m);
 		if (in->agent->is_stopping)
-			return;
+			break;
 	}
+	is_more = n == INTAKE_BATCH;
+	if (n > 0)
+		intake_record_batch(in, batch, n);
+	for (size_t i = 0; i < n; i++)
+		rd_kafka_message_destroy(batch[i]);
 	/* A full batch: yield to the loop, then continue. */
-	event_active(in->wake_ev, EV_READ, 0);
+	if (is_more && !in->agent->is_stopping)
+		event_active(in->wake_ev, EV_READ, 0);
 }
 
 static void intake_on_wake(evutil_socket_t fd, short what, void *arg)
@@ -376,6 +456,9 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	 * holds little in memory.
 	 */
 	rd_kafka_conf_set(conf, "auto.commit.interval.ms", "500", NULL, 0);
+	/* A member that died is noticed after 10 s (librdkafka: 45 s); the same
+	 * bound holds a stop during a broker outage. */
+	rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
 	rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "4096", NULL, 0);
 	rd_kafka_conf_set(conf, "queued.min.messages", "10000", NULL, 0);
 	if (kafka_conf_apply(conf, a->cfg, kafka_brokers(a->kafka), err, err_len) != 0 ||
