@@ -152,10 +152,10 @@ static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, co
 	void *blob = NULL;
 	if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		blob = kafka_headers_pack(h, &blob_len);
-	char *key = m->key != NULL ? xstrndup(m->key, m->key_len) : NULL;
-	int rc =
-	    report_dead_letter(in->agent->report, key, m->payload, m->len, blob, blob_len, why);
-	free(key);
+	/* Key and value go as bytes: a key may start with a zero byte (Confluent's
+	 * serializers), and a null value (a tombstone) must stay null. */
+	int rc = report_dead_letter(in->agent->report, m->key, m->key_len, m->payload, m->len, blob,
+				    blob_len, why);
 	free(blob);
 	return rc;
 }

@@ -34,9 +34,28 @@ struct delivery {
 	void *arg;
 };
 
+/*
+ * Whether a librdkafka line only says that a kafka.properties entry is for
+ * the other kind of client ("Configuration property session.timeout.ms is
+ * a consumer property and will be ignored by this producer instance").
+ * kafka.properties is applied to the consumer and to the producer alike, so
+ * that is expected of a correct configuration, not worth a warning.
+ */
+static bool kafka_log_is_other_client_property(const char *fac, const char *buf)
+{
+	if (fac == NULL || buf == NULL || strcmp(fac, "CONFWARN") != 0)
+		return false;
+	return strstr(buf, " is a consumer property and will be ignored by this producer "
+			   "instance") != NULL ||
+	       strstr(buf, " is a producer property and will be ignored by this consumer "
+			   "instance") != NULL;
+}
+
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
+	if (kafka_log_is_other_client_property(fac, buf))
+		level = 7; /* debug */
 	if (level <= 3)
 		log_error("kafka: %s: %s", fac, buf);
 	else if (level <= 5)
@@ -261,7 +280,14 @@ bool kafka_is_embedded(const struct kafka *k)
 int kafka_produce(struct kafka *k, const char *topic, const char *key, const void *value,
 		  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg)
 {
-	size_t key_len = key != NULL ? strlen(key) : 0;
+	return kafka_produce_bytes(k, topic, key, key != NULL ? strlen(key) : 0, value, value_len,
+				   headers, cb, arg);
+}
+
+int kafka_produce_bytes(struct kafka *k, const char *topic, const void *key, size_t key_len,
+			const void *value, size_t value_len, rd_kafka_headers_t *headers,
+			kafka_delivery_cb cb, void *arg)
+{
 	struct delivery *d = xmalloc(sizeof *d);
 	d->cb = cb;
 	d->arg = arg;

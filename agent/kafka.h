@@ -39,11 +39,16 @@ int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, const char
 		     char *err, size_t err_len);
 
 /*
- * Produces one record. headers (may be NULL) are taken over on success.
- * 0; -1 when the producer cannot take it now (queue full: try later); -2
- * when Kafka will never take it as it is (kafka_is_refusal: too large).
- * On error cb is not called and headers are still the caller's.
+ * Produces one record: key_len bytes of key (NULL: no key) and value_len
+ * bytes of value (NULL: a null value). headers (may be NULL) are taken over
+ * on success. 0; -1 when the producer cannot take it now (queue full: try
+ * later); -2 when Kafka will never take it as it is (kafka_is_refusal: too
+ * large). On error cb is not called and headers are still the caller's.
  */
+int kafka_produce_bytes(struct kafka *k, const char *topic, const void *key, size_t key_len,
+			const void *value, size_t value_len, rd_kafka_headers_t *headers,
+			kafka_delivery_cb cb, void *arg);
+/* The same with a text key (NULL: no key). */
 int kafka_produce(struct kafka *k, const char *topic, const char *key, const void *value,
 		  size_t value_len, rd_kafka_headers_t *headers, kafka_delivery_cb cb, void *arg);
 /* Whether err (from producing or a delivery report) means the record itself

@@ -18,6 +18,12 @@
 #include "util.h"
 
 #define REPORT_MAX_IN_FLIGHT 512
+/* Acknowledged records are deleted together: this long after the first of a
+ * batch, at once when nothing is in flight any more or the batch is this big. */
+#define REPORT_DELETE_DELAY_MS 5
+#define REPORT_DELETE_BATCH 256
+/* After a failed delete, the next try. */
+#define REPORT_DELETE_RETRY_MS 1000
 
 /*
  * An outbox record Kafka refused for good (kafka_is_refusal: too large). A
@@ -37,13 +43,16 @@ struct report_refused {
 
 struct report {
 	struct agent *agent;
-	struct event *kick_ev;	/* one-shot, made active by report_kick */
-	struct event *retry_ev; /* periodic: publish what failed before */
-	int64_t cursor;		/* highest outbox id handed to Kafka */
+	struct event *kick_ev;	 /* one-shot, made active by report_kick */
+	struct event *retry_ev;	 /* periodic: publish what failed before */
+	struct event *delete_ev; /* one-shot: deletes the acknowledged records (report_flush) */
+	int64_t cursor;		 /* highest outbox id handed to Kafka */
 	size_t in_flight;
 	bool has_failed; /* a delivery failed: rewind the cursor */
 	struct report_refused *refused;
 	size_t n_refused, cap_refused;
+	int64_t *acked; /* acknowledged by Kafka, not yet deleted from the outbox */
+	size_t n_acked, cap_acked;
 };
 
 struct report_delivery {
@@ -70,6 +79,7 @@ static const char *report_outcome(enum status s)
 }
 
 static void report_on_kick(evutil_socket_t fd, short what, void *arg);
+static void report_on_delete(evutil_socket_t fd, short what, void *arg);
 
 struct report *report_new(struct agent *a)
 {
@@ -77,19 +87,75 @@ struct report *report_new(struct agent *a)
 	r->agent = a;
 	r->kick_ev = event_new(a->base, -1, 0, report_on_kick, r);
 	r->retry_ev = event_new(a->base, -1, EV_PERSIST, report_on_kick, r);
+	r->delete_ev = event_new(a->base, -1, 0, report_on_delete, r);
 	struct timeval tv = {1, 0};
 	event_add(r->retry_ev, &tv);
 	return r;
 }
 
+/*
+ * The loop has stopped and kafka_free ran its last delivery reports: what
+ * they acknowledged is deleted now, or it would be published again.
+ */
 void report_free(struct report *r)
 {
 	if (r == NULL)
 		return;
+	if (report_flush(r) != 0)
+		log_warn(
+		    "report: %zu acknowledged record(s) stay in the outbox; they are published "
+		    "again at the next start",
+		    r->n_acked);
 	event_free(r->kick_ev);
 	event_free(r->retry_ev);
+	event_free(r->delete_ev);
 	free(r->refused);
+	free(r->acked);
 	free(r);
+}
+
+int report_flush(struct report *r)
+{
+	if (r->n_acked == 0)
+		return 0;
+	if (store_outbox_delete_many(r->agent->store, r->acked, r->n_acked) != 0)
+		return -1;
+	r->n_acked = 0;
+	return 0;
+}
+
+static void report_on_delete(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct report *r = arg;
+	if (report_flush(r) != 0) {
+		log_warn("report: deleting %zu acknowledged record(s) from the outbox failed; "
+			 "trying again in %d ms",
+			 r->n_acked, REPORT_DELETE_RETRY_MS);
+		struct timeval tv = {REPORT_DELETE_RETRY_MS / 1000,
+				     REPORT_DELETE_RETRY_MS % 1000 * 1000};
+		evtimer_add(r->delete_ev, &tv);
+	}
+}
+
+/*
+ * Notes that Kafka acknowledged outbox record id; it is deleted with the
+ * others of its batch, never before the acknowledgement. A crash before
+ * that only publishes it again (with the same CDEvent id).
+ */
+static void report_acked(struct report *r, int64_t id)
+{
+	if (r->n_acked == r->cap_acked) {
+		r->cap_acked = r->cap_acked == 0 ? 64 : r->cap_acked * 2;
+		r->acked = xrealloc(r->acked, r->cap_acked * sizeof *r->acked);
+	}
+	r->acked[r->n_acked++] = id;
+	if (r->in_flight == 0 || r->n_acked >= REPORT_DELETE_BATCH) {
+		event_active(r->delete_ev, EV_TIMEOUT, 0); /* once, after this loop pass */
+	} else if (!evtimer_pending(r->delete_ev, NULL)) {
+		struct timeval tv = {0, REPORT_DELETE_DELAY_MS * 1000};
+		evtimer_add(r->delete_ev, &tv);
+	}
 }
 
 static struct report_refused *report_refused_find(struct report *r, int64_t outbox_id)
@@ -235,8 +301,8 @@ int report_taskrun(struct report *r, const struct store_run *run, const struct s
 	return rc;
 }
 
-int report_dead_letter(struct report *r, const char *key, const void *value, size_t value_len,
-		       const void *headers, size_t headers_len, const char *error)
+int report_dead_letter(struct report *r, const void *key, size_t key_len, const void *value,
+		       size_t value_len, const void *headers, size_t headers_len, const char *error)
 {
 	rd_kafka_headers_t *h = kafka_headers_unpack(headers, headers_len);
 	rd_kafka_header_add(h, "x-drover-error", -1, error, -1);
@@ -244,7 +310,7 @@ int report_dead_letter(struct report *r, const char *key, const void *value, siz
 	void *packed = kafka_headers_pack(h, &packed_len);
 	rd_kafka_headers_destroy(h);
 	int64_t oid = store_outbox_add_full(r->agent->store, r->agent->cfg->kafka.dead_letter_topic,
-					    key, value, value_len, packed, packed_len);
+					    key, key_len, value, value_len, packed, packed_len);
 	free(packed);
 	if (oid < 0)
 		return -1;
@@ -260,8 +326,8 @@ static void report_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partiti
 	r->in_flight--;
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		report_refused_forget(r, d->outbox_id);
-		if (store_outbox_delete(r->agent->store, d->outbox_id) == 0)
-			r->agent->metrics.results_published++;
+		r->agent->metrics.results_published++;
+		report_acked(r, d->outbox_id);
 	} else if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
 		   err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
 		/* Purged at stop: kafka_free counted them; the next start sends them. */
@@ -304,9 +370,11 @@ static int report_send(struct report *r, const struct store_outbox_item *item,
 			h = rd_kafka_headers_new(1);
 		rd_kafka_header_add(h, "x-drover-value-omitted", -1, note, -1);
 	}
-	int rc = kafka_produce(r->agent->kafka, item->topic, item->key,
-			       is_without_value ? NULL : item->value,
-			       is_without_value ? 0 : item->value_len, h, report_delivered, d);
+	/* A null value (a tombstone's dead letter) stays null, an empty one empty. */
+	bool is_null = is_without_value || item->is_value_null;
+	int rc = kafka_produce_bytes(r->agent->kafka, item->topic, item->key, item->key_len,
+				     is_null ? NULL : item->value, is_null ? 0 : item->value_len, h,
+				     report_delivered, d);
 	if (rc != 0) {
 		if (h != NULL)
 			rd_kafka_headers_destroy(h);
@@ -325,7 +393,10 @@ static void report_publish(struct report *r)
 	if (r->agent->kafka == NULL)
 		return;
 	if (r->has_failed && r->in_flight == 0) {
-		/* Everything still in the outbox is re-sent, oldest first. */
+		/* Everything still in the outbox is re-sent, oldest first: what
+		 * was acknowledged must be gone first, or it would go twice. */
+		if (report_flush(r) != 0)
+			return; /* report_on_delete tries again; so does the timer */
 		r->cursor = 0;
 		r->has_failed = false;
 	}

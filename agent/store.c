@@ -109,6 +109,22 @@ static const char *const migrations[] = {
     " created_at INTEGER NOT NULL,"
     " PRIMARY KEY (pgid, start_time));"
     "CREATE INDEX stage_procs_stage ON stage_procs (run_id, stage);",
+    /*
+     * 3: outbox keys are bytes (a dead letter keeps a binary key, e.g. one
+     * starting with a zero byte). SQLite cannot change a column's type, so
+     * the table is copied; its AUTOINCREMENT counter moves with it so that
+     * no id is ever handed out twice.
+     */
+    "CREATE TABLE outbox_v3 ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " topic TEXT NOT NULL, key BLOB, value BLOB, headers BLOB,"
+    " created_at INTEGER NOT NULL);"
+    "INSERT INTO outbox_v3 (id, topic, key, value, headers, created_at)"
+    " SELECT id, topic, CAST(key AS BLOB), value, headers, created_at FROM outbox ORDER BY id;"
+    "DELETE FROM sqlite_sequence WHERE name = 'outbox_v3';"
+    "UPDATE sqlite_sequence SET name = 'outbox_v3' WHERE name = 'outbox';"
+    "DROP TABLE outbox;"
+    "ALTER TABLE outbox_v3 RENAME TO outbox;",
 };
 
 #define RUN_COLUMNS                                                                                \
@@ -1133,18 +1149,25 @@ json_t *store_runs_json(struct store *s, const struct store_run_filter *filter)
 int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
 			 size_t value_len)
 {
-	return store_outbox_add_full(s, topic, key, value, value_len, NULL, 0);
+	return store_outbox_add_full(s, topic, key, key != NULL ? strlen(key) : 0, value, value_len,
+				     NULL, 0);
 }
 
-int64_t store_outbox_add_full(struct store *s, const char *topic, const char *key,
+/* Binds len bytes at p as a blob (an empty one when len is 0), or NULL when p is NULL. */
+static int bind_bytes(sqlite3_stmt *st, int i, const void *p, size_t len)
+{
+	if (p == NULL)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_blob64(st, i, len > 0 ? p : "", len, SQLITE_STATIC);
+}
+
+int64_t store_outbox_add_full(struct store *s, const char *topic, const void *key, size_t key_len,
 			      const void *value, size_t value_len, const void *headers,
 			      size_t headers_len)
 {
 	sqlite3_stmt *st = s->outbox_add;
-	if (bind_text(st, 1, topic) || bind_text(st, 2, key) ||
-	    sqlite3_bind_blob64(st, 3, value != NULL ? value : "", value != NULL ? value_len : 0,
-				SQLITE_STATIC) ||
-	    bind_int64(st, 4, now_ms()) ||
+	if (bind_text(st, 1, topic) || bind_bytes(st, 2, key, key_len) ||
+	    bind_bytes(st, 3, value, value_len) || bind_int64(st, 4, now_ms()) ||
 	    (headers != NULL ? sqlite3_bind_blob64(st, 5, headers, headers_len, SQLITE_STATIC)
 			     : sqlite3_bind_null(st, 5)))
 		return stmt_fail(s, st, "binding an outbox item");
@@ -1153,7 +1176,24 @@ int64_t store_outbox_add_full(struct store *s, const char *topic, const char *ke
 	return sqlite3_last_insert_rowid(s->db);
 }
 
-/* Each value is copied with a NUL after its value_len bytes, so text can be used as is. */
+/* Column i as bytes copied with a NUL after them (*len set), or NULL for SQL NULL. */
+static char *column_bytes_dup(sqlite3_stmt *st, int i, size_t *len)
+{
+	*len = 0;
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return NULL;
+	/* A zero-length blob reads as a NULL pointer: the type tells them apart. */
+	const void *p = sqlite3_column_blob(st, i);
+	size_t n = (size_t)sqlite3_column_bytes(st, i);
+	char *copy = xmalloc(n + 1);
+	if (n > 0)
+		memcpy(copy, p, n);
+	copy[n] = '\0';
+	*len = n;
+	return copy;
+}
+
+/* Each key and value is copied with a NUL after its bytes, so text can be used as is. */
 int store_outbox_next(struct store *s, int64_t after_id, size_t max,
 		      struct store_outbox_item **items, size_t *n)
 {
@@ -1176,14 +1216,11 @@ int store_outbox_next(struct store *s, int64_t after_id, size_t max,
 		struct store_outbox_item *item = &v[count++];
 		item->id = sqlite3_column_int64(st, 0);
 		item->topic = column_strdup(st, 1);
-		item->key = column_strdup(st, 2);
-		const void *blob = sqlite3_column_blob(st, 3);
-		size_t len = (size_t)sqlite3_column_bytes(st, 3);
-		item->value = xmalloc(len + 1);
-		if (len > 0)
-			memcpy(item->value, blob, len);
-		item->value[len] = '\0';
-		item->value_len = len;
+		item->key = column_bytes_dup(st, 2, &item->key_len);
+		item->value = column_bytes_dup(st, 3, &item->value_len);
+		item->is_value_null = item->value == NULL;
+		if (item->is_value_null)
+			item->value = xstrdup("");
 		const void *hblob = sqlite3_column_blob(st, 4);
 		item->headers_len = (size_t)sqlite3_column_bytes(st, 4);
 		item->headers = NULL;
@@ -1220,6 +1257,26 @@ int store_outbox_delete(struct store *s, int64_t id)
 	if (bind_int64(st, 1, id) != SQLITE_OK)
 		return stmt_fail(s, st, "binding an outbox delete");
 	return stmt_run(s, st, "deleting an outbox item");
+}
+
+/*
+ * One transaction for the lot: a commit (an fsync) per acknowledged record
+ * cost more than publishing it. A failure rolls all of them back; they are
+ * then only published again, never lost.
+ */
+int store_outbox_delete_many(struct store *s, const int64_t *ids, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (store_begin(s) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (store_outbox_delete(s, ids[i]) != 0) {
+			store_rollback(s);
+			return -1;
+		}
+	}
+	return store_commit(s);
 }
 
 int64_t store_outbox_count(struct store *s)

@@ -125,18 +125,28 @@ struct store_run_filter {
 /* Newest first; an array of run JSON as above (new reference). */
 json_t *store_runs_json(struct store *s, const struct store_run_filter *filter);
 
-/* Outbox: results waiting for Kafka's acknowledgement. */
+/*
+ * Outbox: records waiting for Kafka's acknowledgement. Keys and values are
+ * bytes (a dead letter's key may start with a zero byte); NULL stays NULL: a
+ * record without a key, or with a null value (a tombstone).
+ */
+/* A result: a text key (the repository name) or NULL. */
 int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *value,
 			 size_t value_len);
-/* The same with record headers (a blob packed by kafka_headers_pack), for dead letters. */
-int64_t store_outbox_add_full(struct store *s, const char *topic, const char *key,
+/* Any record: key_len bytes of key (NULL: no key), value (NULL: a null value)
+ * and headers (a blob packed by kafka_headers_pack, NULL: none). */
+int64_t store_outbox_add_full(struct store *s, const char *topic, const void *key, size_t key_len,
 			      const void *value, size_t value_len, const void *headers,
 			      size_t headers_len);
 struct store_outbox_item {
 	int64_t id;
-	char *topic, *key, *value;
+	char *topic;
+	char *key; /* key_len bytes and a NUL after them, or NULL for no key */
+	size_t key_len;
+	char *value; /* value_len bytes and a NUL after them; "" when the value is null */
 	size_t value_len;
-	void *headers; /* NULL when none */
+	bool is_value_null; /* a null value (tombstone), not an empty one */
+	void *headers;	    /* NULL when none */
 	size_t headers_len;
 };
 /* Up to max items with id > after_id, oldest first (caller frees). */
@@ -144,6 +154,9 @@ int store_outbox_next(struct store *s, int64_t after_id, size_t max,
 		      struct store_outbox_item **items, size_t *n);
 void store_outbox_items_free(struct store_outbox_item *items, size_t n);
 int store_outbox_delete(struct store *s, int64_t id);
+/* Deletes the n items of ids (acknowledged by Kafka) in one transaction: all
+ * or none. Ids that are not there are not an error. 0 or -1. */
+int store_outbox_delete_many(struct store *s, const int64_t *ids, size_t n);
 int64_t store_outbox_count(struct store *s);
 
 #endif

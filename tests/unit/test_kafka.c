@@ -4,8 +4,10 @@
  * read past their end — run under ASan), and kafka_conf_apply's refusal of
  * bad user properties, and the reading of librdkafka's statistics (broker
  * reachability and consumer lag) that /readyz and /metrics show; which
- * produce errors are refusals (never worth sending again), and the
- * producer's record size limit.
+ * produce errors are refusals (never worth sending again), the producer's
+ * record size limit, and that a kafka.properties entry meant for the other
+ * kind of client (consumer or producer) is only a debug line, while other
+ * configuration warnings stay warnings.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "kafka.h"
@@ -442,6 +445,117 @@ static void test_is_refusal(void **state)
 	assert_false(kafka_is_refusal(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS));
 }
 
+/* Runs fn(arg) with stderr sent to a file; returns what was written (caller frees). */
+static char *capture_stderr(void (*fn)(void *), void *arg)
+{
+	char path[] = "/tmp/drover-test-kafka-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	fn(arg);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	close(fd);
+	char *text = file_read_all(path, 1 << 20, NULL);
+	unlink(path);
+	assert_non_null(text);
+	return text;
+}
+
+/* The agent's producer, made and freed (librdkafka checks the configuration in between). */
+static void make_producer(void *arg)
+{
+	struct config *cfg = arg;
+	struct event_base *base = event_base_new();
+	char err[512] = "";
+	struct kafka *k = kafka_new(cfg, base, err, sizeof err);
+	if (k == NULL)
+		fail_msg("kafka_new: %s", err);
+	kafka_free(k, 0);
+	event_base_free(base);
+}
+
+/* A consumer configured as intake does (kafka_conf_apply), made and freed. */
+static void make_consumer(void *arg)
+{
+	struct config *cfg = arg;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[512] = "";
+	assert_int_equal(kafka_conf_apply(conf, cfg, "127.0.0.1:1", err, sizeof err), 0);
+	assert_int_equal(rd_kafka_conf_set(conf, "group.id", "g", err, sizeof err),
+			 RD_KAFKA_CONF_OK);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+	if (rk == NULL)
+		fail_msg("rd_kafka_new: %s", err);
+	rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+/* The log line that mentions needle: it must exist and have level (" DEBUG ", " WARN  "). */
+static void assert_logged_as(const char *text, const char *needle, const char *level)
+{
+	const char *hit = strstr(text, needle);
+	if (hit == NULL)
+		fail_msg("no log line mentions \"%s\"; the log:\n%s", needle, text);
+	const char *line = hit;
+	while (line > text && line[-1] != '\n')
+		line--;
+	const char *end = strchr(hit, '\n');
+	size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+	char *copy = xstrndup(line, len);
+	if (strstr(copy, level) == NULL)
+		fail_msg("\"%s\" is not logged at%s: %s", needle, level, copy);
+	free(copy);
+	/* and only once: one line per property */
+	if (strstr(hit + 1, needle) != NULL)
+		fail_msg("\"%s\" is logged more than once:\n%s", needle, text);
+}
+
+/*
+ * kafka.properties goes to the consumer and to the producer alike, so each
+ * sees the other's properties: librdkafka says so (CONFWARN) and that must
+ * not reach operators as a warning. A real configuration warning (a
+ * deprecated property) still does.
+ */
+static void test_conf_other_client_property_is_debug(void **state)
+{
+	(void)state;
+	struct config *cfg = config_default();
+	free(cfg->kafka.brokers);
+	cfg->kafka.brokers = xstrdup("127.0.0.1:1");
+	json_object_set_new(cfg->kafka.properties, "session.timeout.ms", json_string("6000"));
+	json_object_set_new(cfg->kafka.properties, "group.instance.id", json_string("drover-1"));
+	json_object_set_new(cfg->kafka.properties, "partition.assignment.strategy",
+			    json_string("cooperative-sticky"));
+	json_object_set_new(cfg->kafka.properties, "batch.num.messages", json_string("77"));
+	json_object_set_new(cfg->kafka.properties, "produce.offset.report", json_string("true"));
+	setenv("DROVER_LOG_LEVEL", "debug", 1);
+
+	char *text = capture_stderr(make_producer, cfg);
+	assert_logged_as(text, "session.timeout.ms is a consumer property", " DEBUG ");
+	assert_logged_as(text, "group.instance.id is a consumer property", " DEBUG ");
+	assert_logged_as(text, "partition.assignment.strategy is a consumer property", " DEBUG ");
+	assert_logged_as(text, "produce.offset.report is deprecated", " WARN  ");
+	free(text);
+
+	text = capture_stderr(make_consumer, cfg);
+	assert_logged_as(text, "batch.num.messages is a producer property", " DEBUG ");
+	assert_logged_as(text, "produce.offset.report is deprecated", " WARN  ");
+	assert_null(strstr(text, "session.timeout.ms is a"));
+	free(text);
+
+	/* At the default level the operator sees the deprecation and nothing else of it. */
+	unsetenv("DROVER_LOG_LEVEL");
+	text = capture_stderr(make_producer, cfg);
+	assert_null(strstr(text, "is a consumer property"));
+	assert_non_null(strstr(text, "produce.offset.report is deprecated"));
+	free(text);
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +571,7 @@ int main(void)
 	    cmocka_unit_test(test_stats_garbage),
 	    cmocka_unit_test(test_produce_too_large),
 	    cmocka_unit_test(test_is_refusal),
+	    cmocka_unit_test(test_conf_other_client_property_is_debug),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 /*
  * Tests of store: schema and WAL on open, durability across reopen, refusal
  * of a newer schema, events, runs, stages and their attempt history, outputs,
- * the API JSON shapes, list filters, nested transactions, the outbox, the
- * process groups of running stages and the migration that added them.
+ * the API JSON shapes, list filters, nested transactions, the outbox (bytes
+ * keys, null values, deletes in one transaction), the process groups of
+ * running stages, and the migrations that added them and made outbox keys
+ * bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -156,7 +158,7 @@ static void test_open_creates_schema_and_wal(void **state)
 	struct fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
 	const char *tables[] = {"events",  "runs",   "stages",	   "stage_attempts",
 				"outputs", "outbox", "stage_procs"};
 	for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
@@ -857,16 +859,20 @@ static void test_outbox(void **state)
 	assert_int_equal(items[0].id, a);
 	assert_string_equal(items[0].topic, "drover.results");
 	assert_string_equal(items[0].key, "acme/a");
+	assert_int_equal(items[0].key_len, 6);
 	assert_int_equal(items[0].value_len, 5);
 	assert_string_equal(items[0].value, "first");
+	assert_false(items[0].is_value_null);
 	assert_int_equal(items[1].id, b);
 	assert_int_equal(items[1].value_len, 7);
 	assert_memory_equal(items[1].value, "sec\0ond", 7);
 	assert_int_equal(items[1].value[7], '\0');
 	assert_int_equal(items[2].id, c);
 	assert_null(items[2].key);
+	assert_int_equal(items[2].key_len, 0);
 	assert_int_equal(items[2].value_len, 0);
 	assert_string_equal(items[2].value, "");
+	assert_true(items[2].is_value_null);
 	store_outbox_items_free(items, n);
 
 	assert_int_equal(store_outbox_next(s, a, 1, &items, &n), 0);
@@ -894,6 +900,107 @@ static void test_outbox(void **state)
 	assert_int_equal(store_outbox_delete(s, c), 0);
 	reopen(f);
 	assert_true(store_outbox_add(f->store, "drover.results", "k", "v", 1) > c);
+}
+
+/*
+ * Dead letters keep the record as it came: a binary key (a zero byte first,
+ * as Confluent's serializers write it) to the byte, an empty key apart from
+ * no key, a null value (tombstone) apart from an empty one, across a reopen.
+ */
+static void test_outbox_bytes_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	static const char bin_key[] = {0, 0, 0, 0, 42, 'r', 'e', 'p', 'o', 0, (char)0xff};
+	static const char headers[] = {1, 0, 0, 0, 'h', 0, 0, 0, 0, 0, 0, 0, 0};
+	int64_t a = store_outbox_add_full(f->store, "dl", bin_key, sizeof bin_key, NULL, 0, headers,
+					  sizeof headers);
+	int64_t b = store_outbox_add_full(f->store, "dl", "", 0, "", 0, NULL, 0);
+	int64_t c = store_outbox_add_full(f->store, "dl", NULL, 0, "v\0w", 3, NULL, 0);
+	/* A NULL key with a length is still no key. */
+	int64_t d = store_outbox_add_full(f->store, "dl", NULL, 5, NULL, 7, NULL, 0);
+	assert_true(a > 0 && b > a && c > b && d > c);
+	reopen(f);
+
+	struct store_outbox_item *items;
+	size_t n;
+	assert_int_equal(store_outbox_next(f->store, 0, 10, &items, &n), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(items[0].key_len, sizeof bin_key);
+	assert_memory_equal(items[0].key, bin_key, sizeof bin_key);
+	assert_int_equal(items[0].key[sizeof bin_key], '\0');
+	assert_true(items[0].is_value_null);
+	assert_int_equal(items[0].value_len, 0);
+	assert_string_equal(items[0].value, "");
+	assert_int_equal(items[0].headers_len, sizeof headers);
+	assert_memory_equal(items[0].headers, headers, sizeof headers);
+
+	assert_non_null(items[1].key); /* empty, not absent */
+	assert_int_equal(items[1].key_len, 0);
+	assert_string_equal(items[1].key, "");
+	assert_false(items[1].is_value_null); /* empty, not null */
+	assert_int_equal(items[1].value_len, 0);
+	assert_null(items[1].headers);
+
+	assert_null(items[2].key);
+	assert_false(items[2].is_value_null);
+	assert_int_equal(items[2].value_len, 3);
+	assert_memory_equal(items[2].value, "v\0w", 3);
+
+	assert_null(items[3].key);
+	assert_int_equal(items[3].key_len, 0);
+	assert_true(items[3].is_value_null);
+	assert_int_equal(items[3].value_len, 0);
+	store_outbox_items_free(items, n);
+
+	/* Stored as SQL blobs and NULLs, as an operator's sqlite3 sees them. */
+	sqlite3 *db = raw_open(f);
+	char *sql = xasprintf("SELECT typeof(key) || ',' || typeof(value) || ',' || length(key)"
+			      " FROM outbox WHERE id = %lld",
+			      (long long)a);
+	assert_raw_text(db, sql, "blob,null,11");
+	free(sql);
+	sql = xasprintf("SELECT typeof(key) || ',' || typeof(value) FROM outbox WHERE id = %lld",
+			(long long)b);
+	assert_raw_text(db, sql, "blob,blob");
+	free(sql);
+	sqlite3_close(db);
+}
+
+/* Acknowledged records go in one transaction: all of them, or none. */
+static void test_outbox_delete_many(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = f->store;
+	int64_t ids[6];
+	for (size_t i = 0; i < ARRAY_LEN(ids); i++)
+		ids[i] = store_outbox_add(s, "drover.results", "acme/a", "r", 1);
+	assert_int_equal(store_outbox_delete_many(s, NULL, 0), 0);
+	assert_int_equal(store_outbox_count(s), 6);
+
+	/* Unknown and repeated ids are fine (an ack can repeat). */
+	int64_t batch[] = {ids[0], ids[2], ids[2], ids[5] + 100, ids[4]};
+	assert_int_equal(store_outbox_delete_many(s, batch, ARRAY_LEN(batch)), 0);
+	assert_int_equal(store_outbox_count(s), 3);
+	struct store_outbox_item *items;
+	size_t n;
+	assert_int_equal(store_outbox_next(s, 0, 10, &items, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(items[0].id, ids[1]);
+	assert_int_equal(items[1].id, ids[3]);
+	assert_int_equal(items[2].id, ids[5]);
+	store_outbox_items_free(items, n);
+
+	/* Inside a caller's transaction that is rolled back, nothing is deleted. */
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(store_outbox_delete_many(s, (int64_t[]){ids[1], ids[3]}, 2), 0);
+	store_rollback(s);
+	assert_int_equal(store_outbox_count(s), 3);
+
+	/* Committed: gone for another connection too. */
+	assert_int_equal(store_outbox_delete_many(s, (int64_t[]){ids[1], ids[3], ids[5]}, 3), 0);
+	sqlite3 *db = raw_open(f);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM outbox"), 0);
+	sqlite3_close(db);
 }
 
 /* ---- text ---- */
@@ -1112,7 +1219,7 @@ static void test_migrates_version_1(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
 	sqlite3_close(db);
 	struct store_stage_proc p = sample_proc(run, "build", 4101, 42);
@@ -1122,6 +1229,68 @@ static void test_migrates_version_1(void **state)
 	assert_int_equal(store_stage_procs_list(f->store, &out, &n), 0);
 	assert_int_equal(n, 1);
 	store_stage_procs_free(out, n);
+}
+
+/*
+ * A database of schema version 2 (outbox keys declared TEXT) is migrated to
+ * 3 on open: rows, ids, values and headers kept, keys the same bytes (now
+ * blobs), and the id counter goes on past the highest id ever given, even
+ * one already deleted.
+ */
+static void test_migrates_version_2(void **state)
+{
+	struct fixture *f = *state;
+	store_close(f->store);
+	f->store = NULL;
+	sqlite3 *db = raw_open(f);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "DROP TABLE outbox;"
+			 "CREATE TABLE outbox ("
+			 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+			 " topic TEXT NOT NULL, key TEXT, value BLOB, headers BLOB,"
+			 " created_at INTEGER NOT NULL);"
+			 "INSERT INTO outbox (topic, key, value, headers, created_at) VALUES"
+			 " ('drover.results', 'acme/model', CAST('{\"a\":1}' AS BLOB), NULL, 1),"
+			 " ('drover.dead-letter', NULL, x'00ff', x'01020304', 2),"
+			 " ('drover.results', 'acme/gone', x'', NULL, 3);"
+			 "DELETE FROM outbox WHERE id = 3;"
+			 "PRAGMA user_version = 2",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	reopen(f);
+	db = raw_open(f);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+	assert_raw_text(db, "SELECT typeof(key) FROM outbox WHERE id = 1", "blob");
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_v3'"),
+			 0);
+	sqlite3_close(db);
+
+	struct store_outbox_item *items;
+	size_t n;
+	assert_int_equal(store_outbox_next(f->store, 0, 10, &items, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(items[0].id, 1);
+	assert_string_equal(items[0].topic, "drover.results");
+	assert_int_equal(items[0].key_len, strlen("acme/model"));
+	assert_string_equal(items[0].key, "acme/model");
+	assert_int_equal(items[0].value_len, 7);
+	assert_string_equal(items[0].value, "{\"a\":1}");
+	assert_null(items[0].headers);
+	assert_int_equal(items[1].id, 2);
+	assert_null(items[1].key);
+	assert_int_equal(items[1].value_len, 2);
+	assert_memory_equal(items[1].value, "\0\xff", 2);
+	assert_int_equal(items[1].headers_len, 4);
+	assert_memory_equal(items[1].headers, "\x01\x02\x03\x04", 4);
+	store_outbox_items_free(items, n);
+
+	/* Id 3 was given (then deleted) before the migration: never again. */
+	assert_int_equal(store_outbox_add(f->store, "drover.results", "acme/new", "x", 1), 4);
+	reopen(f);
+	assert_int_equal(store_outbox_add(f->store, "drover.results", "acme/new", "y", 1), 5);
 }
 
 int main(void)
@@ -1141,11 +1310,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_runs_list_limits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_nested_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_bytes_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_delete_many, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_strings_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_utf8_still_shown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stage_procs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrates_version_2, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
