@@ -25,6 +25,9 @@
 #include "util.h"
 
 #define INTAKE_BATCH 256
+/* Records taken in one go (a full batch or more) after which an empty queue
+ * means librdkafka's prefetch queue may have filled up (intake_after_backlog). */
+#define INTAKE_BACKLOG INTAKE_BATCH
 
 struct intake {
 	struct agent *agent;
@@ -34,8 +37,9 @@ struct intake {
 	struct event *wake_ev, *poll_timer;
 	bool is_paused;
 	bool is_assigned;
-	int connected; /* a broker is up: -1 not known yet, 0 no, 1 yes */
-	json_t *lag;   /* {"<partition>": lag} from the last statistics (owned) */
+	size_t n_backlog; /* records taken since the consumer queue was last empty */
+	int connected;	  /* a broker is up: -1 not known yet, 0 no, 1 yes */
+	json_t *lag;	  /* {"<partition>": lag} from the last statistics (owned) */
 };
 
 /*
@@ -255,11 +259,14 @@ static int intake_handle(struct intake *in, const rd_kafka_message_t *m, struct 
 			runs->n_duplicate++;
 			log_info("intake: event %s seen before: nothing new started", id);
 		} else if (n >= 0) {
-			log_info("intake: event %s (%s %s %s) from %s[%d]@%lld: %d run(s)", id,
-				 json_string_value(json_object_get(ev, "kind")),
-				 json_string_value(json_object_get(ev, "action")),
-				 json_string_value(json_object_get(ev, "repo")), input.topic,
-				 m->partition, (long long)m->offset, n);
+			/* Events that start nothing are counted and stored (drover plan
+			 * says why); only at debug level do they get a line each. */
+			log_msg(n > 0 ? LOG_INFO : LOG_DEBUG,
+				"intake: event %s (%s %s %s) from %s[%d]@%lld: %d run(s)", id,
+				json_string_value(json_object_get(ev, "kind")),
+				json_string_value(json_object_get(ev, "action")),
+				json_string_value(json_object_get(ev, "repo")), input.topic,
+				m->partition, (long long)m->offset, n);
 			for (int i = 0; i < n; i++) {
 				if (runs->n == runs->cap) {
 					runs->cap = runs->cap > 0 ? runs->cap * 2 : 16;
@@ -384,11 +391,28 @@ static bool intake_is_full(const struct intake *in, size_t n_pending_runs)
  * records it as one batch. The high-water mark is checked for every record,
  * counting the runs the batch would add.
  */
+static void intake_wake_fetcher(struct intake *in, rd_kafka_topic_partition_list_t *parts);
+
+/*
+ * The queue ran dry after a backlog: librdkafka 2.0 stops fetching while its
+ * prefetch queue is full and looks again only about a second later, so an
+ * agent that drains 4 MiB in a tenth of a second would idle for the rest.
+ * Restarting the fetch (as a resume does) avoids the wait.
+ */
+static void intake_after_backlog(struct intake *in)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	if (in->is_paused || rd_kafka_assignment(in->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	intake_wake_fetcher(in, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
 static void intake_poll(struct intake *in)
 {
 	rd_kafka_message_t *batch[INTAKE_BATCH];
 	size_t n = 0, n_runs_estimate = 0;
-	bool is_more = false;
+	bool is_more = false, is_dry_after_backlog = false;
 	while (n < INTAKE_BATCH) {
 		if (!in->is_paused && intake_is_full(in, n_runs_estimate)) {
 			log_info("intake: %zu runs queued or running (high-water mark %d): pausing",
@@ -398,8 +422,12 @@ static void intake_poll(struct intake *in)
 		}
 		/* Paused partitions deliver nothing; polling still serves the group. */
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(in->rk, 0);
-		if (m == NULL)
+		if (m == NULL) {
+			if (in->n_backlog + n >= INTAKE_BACKLOG)
+				is_dry_after_backlog = true;
+			in->n_backlog = 0;
 			break;
+		}
 		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			batch[n++] = m;
 			/* Every record may start a run: a cheap upper bound per record. */
@@ -415,8 +443,12 @@ static void intake_poll(struct intake *in)
 			break;
 	}
 	is_more = n == INTAKE_BATCH;
+	if (is_more)
+		in->n_backlog += n;
 	if (n > 0)
 		intake_record_batch(in, batch, n);
+	if (is_dry_after_backlog)
+		intake_after_backlog(in);
 	for (size_t i = 0; i < n; i++)
 		rd_kafka_message_destroy(batch[i]);
 	/* A full batch: yield to the loop, then continue. */

@@ -90,6 +90,8 @@ def stalls(log_path, prefix):
             if " intake: event " in line:
                 ts = line.split(" ", 1)[0].replace("Z", "+00:00")
                 stamps.append(datetime.datetime.fromisoformat(ts).timestamp())
+    if len(stamps) < 2:
+        return  # no line per event (unmatched events log at debug level only)
     gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b - a > 0.1]
     print("%s_stalls=%d" % (prefix, len(gaps)))
     print("%s_stall_ms=%d" % (prefix, round(sum(gaps) * 1000)))

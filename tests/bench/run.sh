@@ -544,7 +544,10 @@ ingest_one()
 	cpu=$(cpu_ms "$AGENT_PID")
 	put "ingest_${kind}_events" "$n"
 	put "ingest_${kind}_agent_ms" $((end - start))
-	put "ingest_${kind}_recorded_ms" $(($(log_ms 'intake: event ' last) - start))
+	# Events that start nothing are logged one by one only at debug level.
+	if grep -q 'intake: event ' "$AGENT_DIR/agent.log"; then
+		put "ingest_${kind}_recorded_ms" $(($(log_ms 'intake: event ' last) - start))
+	fi
 	put "ingest_${kind}_cpu_user_ms" "${cpu% *}"
 	put "ingest_${kind}_cpu_sys_ms" "${cpu#* }"
 	put "ingest_${kind}_rss_kb" "$(proc_kb "$AGENT_PID" VmRSS)"
