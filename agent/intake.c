@@ -37,9 +37,11 @@ struct intake {
 	struct event *wake_ev, *poll_timer;
 	bool is_paused;
 	bool is_assigned;
-	size_t n_backlog; /* records taken since the consumer queue was last empty */
-	int connected;	  /* a broker is up: -1 not known yet, 0 no, 1 yes */
-	json_t *lag;	  /* {"<partition>": lag} from the last statistics (owned) */
+	size_t n_backlog;	 /* records taken since the consumer queue was last empty */
+	int64_t last_commit_ms;	 /* mono_ms of the last commit started here */
+	int64_t commit_every_ms; /* auto.commit.interval.ms; 0: auto-commit is off */
+	int connected;		 /* a broker is up: -1 not known yet, 0 no, 1 yes */
+	json_t *lag;		 /* {"<partition>": lag} from the last statistics (owned) */
 };
 
 /*
@@ -347,6 +349,25 @@ static void intake_rewind(struct intake *in, rd_kafka_message_t **batch, size_t 
 }
 
 /*
+ * Commits the stored offsets at once (asynchronously) when the last commit
+ * is older than auto.commit.interval.ms: after a quiet spell an event's
+ * offset is committed right after it is recorded instead of up to an
+ * interval later, and a burst still commits once per interval. A killed
+ * agent's partitions go to another agent with the offsets committed last:
+ * the sooner they are, the fewer events the other agent repeats.
+ */
+static void intake_commit_soon(struct intake *in)
+{
+	int64_t now = mono_ms();
+	if (in->commit_every_ms <= 0 || now - in->last_commit_ms < in->commit_every_ms)
+		return;
+	in->last_commit_ms = now;
+	rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 1);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_warn("intake: committing offsets: %s", rd_kafka_err2str(err));
+}
+
+/*
  * Records a batch of records in ONE transaction (one fsync however many
  * records), then stores their offsets, then queues their runs: the offset
  * of a record still moves only after the record is durable.
@@ -375,6 +396,7 @@ static void intake_record_batch(struct intake *in, rd_kafka_message_t **batch, s
 	a->metrics.events_unmatched += runs.n_unmatched;
 	a->metrics.events_refused += runs.n_refused;
 	intake_store_offsets(in, batch, n);
+	intake_commit_soon(in);
 	for (size_t i = 0; i < runs.n; i++)
 		scheduler_run_enqueue(a->sched, runs.ids[i]);
 	free(runs.ids);
@@ -506,6 +528,16 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 		free(in);
 		return NULL;
 	}
+	char value[32];
+	size_t value_size = sizeof value;
+	if (rd_kafka_conf_get(conf, "enable.auto.commit", value, &value_size) == RD_KAFKA_CONF_OK &&
+	    strcmp(value, "true") == 0) {
+		value_size = sizeof value;
+		if (rd_kafka_conf_get(conf, "auto.commit.interval.ms", value, &value_size) ==
+		    RD_KAFKA_CONF_OK)
+			in->commit_every_ms = strtoll(value, NULL, 10);
+	}
+	in->last_commit_ms = mono_ms();
 	in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, err_len);
 	if (in->rk == NULL) {
 		rd_kafka_conf_destroy(conf);
