@@ -4,6 +4,11 @@
  * takes effect; the in-memory runs are a cache of the store's truth that a
  * restart rebuilds. Runs are advanced only from one deferred "kick"
  * callback, so no callback chain ever re-enters a run half-way through.
+ *
+ * Each kick is one pass with (at most) two transactions, whatever it does:
+ * what it decides is committed at once before anything is acted on, and
+ * what acting on it produced (the process groups just spawned) is committed
+ * before the pass returns to the loop. See scheduler_on_kick.
  */
 #include "scheduler.h"
 
@@ -62,6 +67,9 @@ struct drover_stage {
 	int last_exit_code;
 	bool is_active, is_timing_out, is_cancelling, is_interrupted;
 	bool needs_resume; /* running at the last stop with a resume token: re-attach */
+	bool is_resuming;  /* recorded as re-attaching; stage_launch calls resume() */
+	/* Ended (rec holds the result) but not recorded yet: the next pass does. */
+	bool is_finish_pending;
 };
 
 struct run {
@@ -80,6 +88,12 @@ struct run {
 	struct run *next;
 };
 
+/* A growable array of pointers (the pass's work lists). */
+struct ptr_list {
+	void **items;
+	size_t n, cap;
+};
+
 struct kept_workspace {
 	struct scheduler *s;
 	struct event *ev;
@@ -93,6 +107,13 @@ struct scheduler {
 	struct run *runs;	     /* oldest first */
 	size_t n_runs;
 	size_t n_running;
+	size_t n_checkouts; /* runs begun whose checkout is under way: they hold a slot */
+	/* Work of the pass under way (see scheduler_on_kick), empty between passes. */
+	struct ptr_list prepare; /* struct run *: begun, workspace to prepare */
+	struct ptr_list launch;	 /* struct drover_stage *: recorded as running, to start */
+	struct ptr_list settled; /* struct run *: recorded as finished, to clean up and free */
+	/* struct drover_stage *: ended, to record (is_finish_pending); filled by any callback */
+	struct ptr_list finished;
 	struct event *kick_ev;
 	struct event *drain_ev;
 	struct event *sweep_ev; /* removes kept workspaces past their time */
@@ -117,6 +138,21 @@ static char *env_name_part(const char *s)
 	for (char *p = out; *p != '\0'; p++)
 		*p = isalnum((unsigned char)*p) ? (char)toupper((unsigned char)*p) : '_';
 	return out;
+}
+
+static void ptr_list_push(struct ptr_list *l, void *p)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap > 0 ? l->cap * 2 : 16;
+		l->items = xrealloc(l->items, l->cap * sizeof *l->items);
+	}
+	l->items[l->n++] = p;
+}
+
+static void ptr_list_free(struct ptr_list *l)
+{
+	free(l->items);
+	memset(l, 0, sizeof *l);
 }
 
 static void run_save(struct run *run)
@@ -688,7 +724,16 @@ static void stage_set_summary(struct drover_stage *st, const char *summary)
 	st->rec.summary = summary != NULL ? xstrdup(summary) : NULL;
 }
 
-/* Ends an attempt: records it, then decides on a retry. */
+/*
+ * Ends an attempt in memory: its timers and whatever its plugin left running
+ * go now, and the result waits on the stage (is_finish_pending) for the next
+ * pass to record (stage_record_finish), together with everything else that
+ * ended in the same turn of the loop (one SIGCHLD often reaps several): one
+ * transaction for the lot instead of one each. Until then the store still
+ * says "running", which is what a crash in between would have left anyway
+ * (the attempt is then recorded as interrupted); nothing of the end has been
+ * reported yet, so nothing was promised.
+ */
 static void stage_finish(struct drover_stage *st, enum status status, const char *summary)
 {
 	struct run *run = st->run;
@@ -713,26 +758,44 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 		sp->st = NULL;
 	}
 	st->procs = NULL;
-	if (status == STATUS_SUCCEEDED)
-		stage_collect_outputs(st);
 
 	st->rec.status = status;
 	st->rec.finished_at = now_ms();
 	st->rec.exit_code = st->last_exit_code;
 	stage_set_summary(st, summary);
-	stagelog_printf(st->log, "stage %s attempt %d %s%s%s", st->rec.name, st->rec.attempt,
-			status_name(status), summary != NULL ? ": " : "",
-			summary != NULL ? summary : "");
-	stagelog_close(st->log);
-	st->log = NULL;
-	store_begin(a->store);
-	/* Its processes ended or were just told to go: nothing for a restart to kill. */
-	store_stage_procs_delete(a->store, run->rec.id, st->rec.name);
-	stage_record(st, "finished");
-	store_commit(a->store);
 	log_info("scheduler: run %lld stage %s attempt %d %s%s%s", (long long)run->rec.id,
 		 st->rec.name, st->rec.attempt, status_name(status), summary != NULL ? ": " : "",
 		 summary != NULL ? summary : "");
+	st->is_finish_pending = true;
+	ptr_list_push(&s->finished, st);
+	scheduler_kick(s);
+}
+
+/*
+ * Records an ended attempt inside the pass's transaction: its outputs (read
+ * from the file while the stage log is still open for complaints), the
+ * attempt with its "finished" CDEvent, and the end of its process groups;
+ * then decides on a retry.
+ */
+static void stage_record_finish(struct drover_stage *st)
+{
+	struct run *run = st->run;
+	struct agent *a = run->s->agent;
+	enum status status = st->rec.status;
+	st->is_finish_pending = false;
+	if (status == STATUS_SUCCEEDED)
+		stage_collect_outputs(st);
+	if (st->log != NULL) {
+		stagelog_printf(st->log, "stage %s attempt %d %s%s%s", st->rec.name,
+				st->rec.attempt, status_name(status),
+				st->rec.summary != NULL ? ": " : "",
+				st->rec.summary != NULL ? st->rec.summary : "");
+		stagelog_close(st->log);
+		st->log = NULL;
+	}
+	/* Its processes ended or were just told to go: nothing for a restart to kill. */
+	store_stage_procs_delete(a->store, run->rec.id, st->rec.name);
+	stage_record(st, "finished");
 
 	bool is_retryable =
 	    status == STATUS_FAILED || status == STATUS_TIMED_OUT || status == STATUS_ERROR;
@@ -753,7 +816,14 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 		struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
 		evtimer_add(st->retry_ev, &tv);
 	}
-	scheduler_kick(s);
+}
+
+/* Records every stage that ended since the last time (see stage_finish). */
+static void scheduler_record_finished(struct scheduler *s)
+{
+	for (size_t i = 0; i < s->finished.n; i++)
+		stage_record_finish(s->finished.items[i]);
+	s->finished.n = 0;
 }
 
 /* A stage that will not run (its needs failed, the run was cancelled, ...). */
@@ -765,8 +835,11 @@ static void stage_settle(struct drover_stage *st, enum status status, const char
 }
 
 /*
- * Makes a stage active: a new attempt (start) or, after a restart, the
- * attempt that was running, re-attached through the plugin's resume().
+ * Makes a stage active, the first half (in the pass's first transaction): a
+ * new attempt (start) or, after a restart, the attempt that was running, to
+ * be re-attached through the plugin's resume(). It is recorded as running
+ * (with its "started" CDEvent) and counts against max_parallel now; the
+ * pass calls stage_launch once that record is committed.
  */
 static void stage_activate(struct drover_stage *st, bool is_resume)
 {
@@ -788,22 +861,37 @@ static void stage_activate(struct drover_stage *st, bool is_resume)
 	st->is_timing_out = st->is_cancelling = st->is_interrupted = false;
 	stage_set_summary(st, NULL);
 	st->is_active = true;
+	st->is_resuming = is_resume;
 	s->n_running++;
 	a->metrics.stages_started++;
+	stage_record(st, is_resume ? NULL : "started");
+	ptr_list_push(&s->launch, st);
+}
 
+/*
+ * The second half: after the record of its start is durable, opens the
+ * stage log and has the plugin start (or re-attach to) the work. The
+ * processes the plugin spawns are recorded by host_spawn, in the pass's
+ * second transaction.
+ */
+static void stage_launch(struct drover_stage *st)
+{
+	struct run *run = st->run;
+	struct agent *a = run->s->agent;
+	bool is_resume = st->is_resuming;
+	st->is_resuming = false;
 	char *log_path = xasprintf("%s/logs/%lld/%s.%d.log", a->cfg->state_dir,
 				   (long long)run->rec.id, st->rec.name, st->rec.attempt);
 	st->log =
 	    stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets, a->cfg->n_secrets);
 	free(log_path);
 	free(st->outputs_path);
-	st->outputs_path =
-	    xasprintf("%s/outputs/%s.%d.env", run->dir, st->rec.name, st->rec.attempt);
+	/* Next to the event file: one directory fewer to make per run. */
+	st->outputs_path = xasprintf("%s/%s.%d.env", run->dir, st->rec.name, st->rec.attempt);
 	if (!is_resume)
 		unlink(st->outputs_path);
 	json_decref(st->outputs);
 	st->outputs = store_outputs_get(a->store, run->rec.id);
-	stage_record(st, is_resume ? NULL : "started");
 	log_info("scheduler: run %lld stage %s attempt %d %s (%s)", (long long)run->rec.id,
 		 st->rec.name, st->rec.attempt, is_resume ? "re-attaching" : "started",
 		 st->def->uses);
@@ -846,10 +934,12 @@ static void stage_start(struct drover_stage *st)
 
 /* ---- run state machine ---- */
 
+/* Over: every stage ended, and every end was recorded (a retry decided). */
 static bool run_is_settled(const struct run *run)
 {
 	for (size_t i = 0; i < run->n_stages; i++)
-		if (!status_is_terminal(run->stages[i].rec.status) || run->stages[i].is_active)
+		if (!status_is_terminal(run->stages[i].rec.status) || run->stages[i].is_active ||
+		    run->stages[i].is_finish_pending)
 			return false;
 	return true;
 }
@@ -890,16 +980,21 @@ static void kept_workspace_expire(evutil_socket_t fd, short what, void *arg)
 	kept_workspace_free(k);
 }
 
+/* Records the run's outcome and its "finished" CDEvent (in the pass's first transaction). */
 static void run_finish(struct run *run)
 {
 	struct agent *a = run->s->agent;
 	run->rec.status = run_outcome(run);
 	run->rec.finished_at = now_ms();
-	store_begin(a->store);
 	run_save(run);
 	report_pipelinerun(a->report, &run->rec, "finished");
-	store_commit(a->store);
 	a->metrics.runs_finished++;
+}
+
+/* After the outcome is committed: the workspace goes (or is kept a while after a failure). */
+static void run_clean_up(struct run *run)
+{
+	struct agent *a = run->s->agent;
 	log_info("scheduler: run %lld (%s) %s", (long long)run->rec.id, run->rec.pipeline,
 		 status_name(run->rec.status));
 	if (run->rec.status == STATUS_SUCCEEDED || run->rec.status == STATUS_CANCELLED) {
@@ -923,9 +1018,13 @@ static void run_finish(struct run *run)
 static void run_on_checkout(void *arg, int rc, const char *sha, const char *error)
 {
 	struct run *run = arg;
+	struct store *store = run->s->agent->store;
 	run->checkout = NULL;
 	stagelog_close(run->checkout_log);
 	run->checkout_log = NULL;
+	if (run->phase == PHASE_CHECKOUT)
+		run->s->n_checkouts--;
+	bool is_tx = store_begin(store) == 0;
 	if (rc != 0 || run->is_cancelling) {
 		run->checkout_error = xstrdup(error != NULL ? error : "cancelled");
 		log_warn("scheduler: run %lld: checkout failed: %s", (long long)run->rec.id,
@@ -943,30 +1042,46 @@ static void run_on_checkout(void *arg, int rc, const char *sha, const char *erro
 		run->rec.sha = xstrdup(sha);
 		run_save(run);
 	}
+	if (is_tx)
+		store_commit(store);
 	run->phase = PHASE_STAGES;
 	scheduler_kick(run->s);
 }
 
-/* Leaves the queue: records the start and prepares the workspace. */
+/*
+ * Leaves the queue, the first half (in the pass's first transaction): the
+ * start is recorded with its "started" CDEvent; run_prepare makes the
+ * workspace once that is committed. A run waiting for its checkout holds a
+ * slot of max_parallel meanwhile.
+ */
 static void run_begin(struct run *run)
 {
-	struct agent *a = run->s->agent;
+	struct scheduler *s = run->s;
+	struct agent *a = s->agent;
 	run->rec.status = STATUS_RUNNING;
 	if (run->rec.started_at == 0)
 		run->rec.started_at = now_ms();
 	free(run->rec.workspace);
 	run->rec.workspace = xstrdup(run->workspace);
-	store_begin(a->store);
 	run_save(run);
 	report_pipelinerun(a->report, &run->rec, "started");
-	store_commit(a->store);
+	if (run->pl->checkout) {
+		run->phase = PHASE_CHECKOUT;
+		s->n_checkouts++;
+	} else {
+		run->phase = PHASE_STAGES;
+	}
+	ptr_list_push(&s->prepare, run);
+}
 
-	char *outputs = xasprintf("%s/outputs", run->dir);
+/* The second half: the run's directories, its event file, and its workspace or checkout. */
+static void run_prepare(struct run *run)
+{
+	struct agent *a = run->s->agent;
 	char *logs = xasprintf("%s/logs/%lld", a->cfg->state_dir, (long long)run->rec.id);
-	char *workspaces = xasprintf("%s/workspaces", a->cfg->state_dir);
-	mkdir_p(outputs, 0750);
+	/* The run directory (event file, stages' outputs) and the logs directory. */
+	mkdir_p(run->dir, 0750);
 	mkdir_p(logs, 0750);
-	mkdir_p(workspaces, 0750);
 	char *text = json_dumps(run->event, JSON_INDENT(2));
 	FILE *f = fopen(run->event_path, "we");
 	if (f != NULL) {
@@ -974,14 +1089,14 @@ static void run_begin(struct run *run)
 		fclose(f);
 	}
 	free(text);
-	free(outputs);
-	free(workspaces);
 
-	run->phase = PHASE_STAGES;
 	if (!run->pl->checkout) {
 		rm_rf(run->workspace);
 		mkdir_p(run->workspace, 0750);
 	} else {
+		char *workspaces = xasprintf("%s/workspaces", a->cfg->state_dir);
+		mkdir_p(workspaces, 0750);
+		free(workspaces);
 		const struct repo_config *rc =
 		    run->rec.repo != NULL ? config_find_repo(a->cfg, run->rec.repo) : NULL;
 		const char *url = rc != NULL ? rc->url : json_str(run->event, "clone_url");
@@ -990,10 +1105,8 @@ static void run_begin(struct run *run)
 						  a->cfg->n_secrets);
 		free(log_path);
 		if (url == NULL || run->rec.repo == NULL || run->checkout_log == NULL) {
-			run->phase = PHASE_CHECKOUT;
 			run_on_checkout(run, -1, NULL, "the event names no repository to fetch");
 		} else {
-			run->phase = PHASE_CHECKOUT;
 			run->checkout = workspace_checkout(a, run->rec.repo, url, run->rec.sha,
 							   run->rec.branch, run->workspace,
 							   run->checkout_log, run_on_checkout, run);
@@ -1011,6 +1124,8 @@ static void run_cancel(struct run *run, const char *why)
 		return;
 	run->is_cancelling = true;
 	log_info("scheduler: cancelling run %lld: %s", (long long)run->rec.id, why);
+	struct store *store = run->s->agent->store;
+	bool is_tx = store_begin(store) == 0; /* the queued stages settle together */
 	if (run->checkout != NULL)
 		workspace_cancel(run->checkout);
 	for (size_t i = 0; i < run->n_stages; i++) {
@@ -1026,6 +1141,8 @@ static void run_cancel(struct run *run, const char *why)
 			stage_settle(st, STATUS_CANCELLED, why);
 		}
 	}
+	if (is_tx)
+		store_commit(store);
 	scheduler_kick(run->s);
 }
 
@@ -1093,21 +1210,56 @@ static void scheduler_update_backpressure(struct scheduler *s)
 	}
 }
 
-static void scheduler_on_kick(evutil_socket_t fd, short what, void *arg)
+/* Taken up after a restart with remote work to re-attach to: that work runs
+ * anyway, so the run begins without waiting for a slot. */
+static bool run_is_remote_resume(const struct run *run)
 {
-	(void)fd, (void)what;
-	struct scheduler *s = arg;
+	for (size_t i = 0; i < run->n_stages; i++)
+		if (run->stages[i].needs_resume)
+			return true;
+	return false;
+}
+
+/* While draining: once nothing runs any more, on_idle (once). */
+static void scheduler_check_idle(struct scheduler *s)
+{
+	if (s->is_draining && s->n_running == 0 && s->on_idle != NULL) {
+		void (*cb)(void *) = s->on_idle;
+		s->on_idle = NULL;
+		cb(s->idle_arg);
+	}
+}
+
+/*
+ * The pass's decisions: records the stages that ended, then walks the runs
+ * oldest first, beginning waiting runs while a slot of max_parallel is free
+ * (a run in checkout holds one; at most max_parallel begin per pass),
+ * starting ready stages and finishing settled runs, all in the caller's
+ * transaction. Returns true when it stopped beginning runs only because of
+ * the per-pass bound (another pass should follow).
+ */
+static bool scheduler_decide(struct scheduler *s)
+{
+	size_t max_parallel = (size_t)s->agent->cfg->max_parallel;
+	size_t n_begun = 0;
+	bool is_bounded = false;
+	scheduler_record_finished(s);
 	/* Keys (groups, locks) held by earlier runs, or wanted by an earlier waiting run. */
 	struct run **holders = xcalloc(s->n_runs + 1, sizeof *holders);
 	size_t n_holders = 0;
 	for (struct run **pp = &s->runs; *pp != NULL;) {
 		struct run *run = *pp;
-		if (run->phase == PHASE_WAITING && !run->is_cancelling && !s->is_draining) {
+		if (run->phase == PHASE_WAITING && !run->is_cancelling && !s->is_draining &&
+		    (s->n_running + s->n_checkouts < max_parallel || run_is_remote_resume(run))) {
 			bool is_blocked = false;
 			for (size_t i = 0; i < n_holders && !is_blocked; i++)
 				is_blocked = run_shares_key(holders[i], run);
-			if (!is_blocked)
+			if (!is_blocked && n_begun == max_parallel) {
+				is_bounded = true;
+			} else if (!is_blocked) {
 				run_begin(run);
+				n_begun++;
+			}
 		}
 		if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL)
 			holders[n_holders++] = run;
@@ -1125,16 +1277,92 @@ static void scheduler_on_kick(evutil_socket_t fd, short what, void *arg)
 				holders[i] = holders[--n_holders];
 		*pp = run->next;
 		s->n_runs--;
-		run_free(run);
-		scheduler_kick(s); /* a freed key may let an earlier-skipped run start */
+		ptr_list_push(&s->settled, run); /* freed once the outcome is committed */
+		if (run->rec.concurrency_group != NULL || run->rec.lock_name != NULL)
+			scheduler_kick(s); /* its key may let an earlier-skipped run start */
 	}
 	free(holders);
-	scheduler_update_backpressure(s);
-	if (s->is_draining && s->n_running == 0 && s->on_idle != NULL) {
-		void (*cb)(void *) = s->on_idle;
-		s->on_idle = NULL;
-		cb(s->idle_arg);
+	return is_bounded;
+}
+
+/*
+ * One pass, in this order:
+ *
+ *  1. Decide, in ONE transaction: the ends of stages since the last pass
+ *     (and their retries), the runs that begin, the stages that start (each
+ *     recorded as a running attempt with its "started" CDEvent), the runs
+ *     that finish. COMMIT. Nothing of it was acted on yet: a crash before
+ *     this commit leaves the store as it was, and no process was started.
+ *  2. Act, in a second transaction: prepare the begun runs' workspaces
+ *     (or start their checkouts), then have the plugins start the stages.
+ *     host_spawn records each process group right after its posix_spawn,
+ *     in this transaction; stages that could not start are recorded here
+ *     too. COMMIT before returning to the loop: no other callback (an
+ *     exit, the outbox, intake, the API) ever runs while a spawned group is
+ *     not durably recorded.
+ *  3. Free the finished runs and clean up their workspaces.
+ *
+ * The one window left is inside step 2, between a posix_spawn and that
+ * commit, as it always was (the group's pid and start time exist only after
+ * the spawn): a crash there leaves groups the next agent does not know. It
+ * knows their stages were running (step 1), so their attempts are recorded
+ * as interrupted; only those groups' processes are not killed. The window
+ * is one fsync plus at most max_parallel spawns long.
+ *
+ * CDEvents enter the outbox within these transactions and are published
+ * (report_kick runs after this callback) only once committed.
+ */
+static void scheduler_on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct scheduler *s = arg;
+	struct store *store = s->agent->store;
+	if (store_begin(store) != 0) {
+		/* Nothing may be decided that cannot be recorded: try again in a second. */
+		log_error("scheduler: the store cannot begin a transaction; next try in 1 s");
+		struct timeval tv = {1, 0};
+		event_add(s->kick_ev, &tv);
+		scheduler_check_idle(s);
+		return;
 	}
+	bool is_bounded = scheduler_decide(s);
+	bool is_recorded = store_commit(store) == 0;
+	if (!is_recorded)
+		log_error("scheduler: the pass's decisions could not be recorded: %zu stage(s) "
+			  "not started",
+			  s->launch.n);
+
+	if (s->prepare.n > 0 || s->launch.n > 0 || s->finished.n > 0) {
+		/* If this one cannot begin, each process group is committed on its own. */
+		bool is_tx = store_begin(store) == 0;
+		for (size_t i = 0; i < s->prepare.n; i++)
+			run_prepare(s->prepare.items[i]);
+		for (size_t i = 0; i < s->launch.n; i++) {
+			struct drover_stage *st = s->launch.items[i];
+			if (!st->is_active)
+				continue;
+			if (is_recorded)
+				stage_launch(st);
+			else
+				stage_finish(st, STATUS_ERROR,
+					     "the store could not record the start");
+		}
+		scheduler_record_finished(s); /* those that could not start */
+		if (is_tx && store_commit(store) != 0)
+			log_error("scheduler: the process groups just started could not be "
+				  "recorded: a crash of the agent would leave them running");
+		s->prepare.n = s->launch.n = 0;
+	}
+
+	for (size_t i = 0; i < s->settled.n; i++) {
+		run_clean_up(s->settled.items[i]);
+		run_free(s->settled.items[i]);
+	}
+	s->settled.n = 0;
+	if (is_bounded)
+		scheduler_kick(s); /* more runs may begin: after the loop served the others */
+	scheduler_update_backpressure(s);
+	scheduler_check_idle(s);
 }
 
 static void scheduler_kick(struct scheduler *s)
@@ -1179,6 +1407,12 @@ void scheduler_free(struct scheduler *s)
 	event_free(s->sweep_ev);
 	if (s->drain_ev != NULL)
 		event_free(s->drain_ev);
+	/* Ends not recorded yet are left as a crash would leave them: the restart
+	 * records those attempts as interrupted. */
+	ptr_list_free(&s->prepare);
+	ptr_list_free(&s->launch);
+	ptr_list_free(&s->settled);
+	ptr_list_free(&s->finished);
 	free(s);
 }
 
@@ -1282,6 +1516,8 @@ int scheduler_recover(struct scheduler *s)
 	scheduler_kill_orphans(s);
 	if (store_runs_unfinished(a->store, &ids, &n) != 0)
 		return -1;
+	/* One transaction for all the interrupted attempts, not one each. */
+	bool is_tx = store_begin(a->store) == 0;
 	int taken = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct run *run = run_load(s, ids[i]);
@@ -1327,6 +1563,8 @@ int scheduler_recover(struct scheduler *s)
 		taken++;
 	}
 	free(ids);
+	if (is_tx && store_commit(a->store) != 0)
+		log_error("scheduler: the interrupted attempts could not be recorded");
 	if (taken > 0)
 		log_info("scheduler: took up %d unfinished run(s) from the last stop", taken);
 	scheduler_sweep_workspaces(s);

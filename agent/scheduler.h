@@ -1,10 +1,12 @@
 /*
  * scheduler: runs and their stages. Creates runs for matched events, starts
- * them when their concurrency group and lock allow, checks out the commit,
- * starts stages whose needs succeeded (at most max_parallel at once),
- * enforces timeouts, retries with backoff, cancels older runs of a group,
- * and records every move in the store. Implements the host services that
- * plugins call.
+ * them when their concurrency group and lock allow and a slot is free,
+ * checks out the commit, starts stages whose needs succeeded (at most
+ * max_parallel stages and checkouts at once), enforces timeouts, retries
+ * with backoff, cancels older runs of a group, and records every move in
+ * the store before acting on it (one transaction per pass of the
+ * scheduler, see scheduler.c). Implements the host services that plugins
+ * call.
  */
 #ifndef DROVER_SCHEDULER_H
 #define DROVER_SCHEDULER_H

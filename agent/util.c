@@ -257,22 +257,10 @@ char *file_read_all(const char *path, size_t max_bytes, size_t *out_len)
 	return strbuf_detach(&sb);
 }
 
-int mkdir_p(const char *path, unsigned mode)
+/* mkdir of one directory; a directory already there is success. */
+static int mkdir_one(const char *path, unsigned mode)
 {
-	char *copy = xstrdup(path);
-	for (char *p = copy + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(copy, mode) != 0 && errno != EEXIST) {
-			free(copy);
-			return -1;
-		}
-		*p = '/';
-	}
-	int rc = mkdir(copy, mode);
-	free(copy);
-	if (rc == 0)
+	if (mkdir(path, mode) == 0)
 		return 0;
 	if (errno != EEXIST)
 		return -1;
@@ -284,6 +272,42 @@ int mkdir_p(const char *path, unsigned mode)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The whole path first: usually its parent exists, and that is one mkdir.
+ * Only on ENOENT does it walk up, cutting components off (in place) until
+ * a mkdir succeeds or finds the directory, then back down, putting each cut
+ * slash back and making that directory.
+ */
+int mkdir_p(const char *path, unsigned mode)
+{
+	char *copy = xstrdup(path);
+	size_t len = strlen(copy);
+	while (len > 1 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	int rc = mkdir_one(copy, mode);
+	size_t n_cut = 0;
+	while (rc != 0 && errno == ENOENT) {
+		char *slash = strrchr(copy, '/');
+		if (slash == NULL || slash == copy)
+			break; /* the root or the working directory is missing */
+		while (slash > copy + 1 && slash[-1] == '/')
+			slash--; /* a//b: cut at the first of the slashes */
+		*slash = '\0';
+		n_cut++;
+		rc = mkdir_one(copy, mode);
+	}
+	for (; rc == 0 && n_cut > 0; n_cut--) {
+		char *p = copy + strlen(copy);
+		while (p < copy + len && *p == '\0')
+			*p++ = '/';
+		rc = mkdir_one(copy, mode);
+	}
+	int saved = errno;
+	free(copy);
+	errno = saved;
+	return rc;
 }
 
 int rm_rf(const char *path)

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1847,6 +1848,238 @@ static void test_take_down_with_kept_workspace(void **state)
 	agent_take_down(h);
 }
 
+/* ---- what another process sees of the store ---- */
+
+/* A connection of its own to the agent's database: it sees only what was
+ * committed, as a restarted agent would. */
+static sqlite3 *raw_db(struct harness *h)
+{
+	char *path = xasprintf("%s/drover.db", h->state);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	free(path);
+	return db;
+}
+
+/* The first column of the one row sql (with up to 3 text parameters) returns. */
+static int64_t raw_count(sqlite3 *db, const char *sql, const char *p1, const char *p2,
+			 const char *p3)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	const char *params[] = {p1, p2, p3};
+	for (int i = 0; i < 3; i++)
+		if (params[i] != NULL)
+			assert_int_equal(sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC),
+					 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/*
+ * Wraps the loaded shell plugin: its start() first checks, from a connection
+ * of its own, that the attempt about to start is already committed: the
+ * stage and its run running, the attempt's history row, and its "started"
+ * CDEvent in the outbox. Then the shell starts it as usual.
+ */
+struct probe {
+	const struct drover_host *host;
+	struct loaded_plugin *lp;
+	const struct drover_plugin *shell_desc;
+	void *shell_state;
+	struct drover_plugin desc;
+	struct harness *h;
+	int n_started;
+	int n_unrecorded;
+};
+
+static int probe_start(void *state, struct drover_stage *stage)
+{
+	struct probe *pr = state;
+	const char *event_id =
+	    json_string_value(json_object_get(pr->host->stage_event(stage), "id"));
+	const char *name = pr->host->stage_name(stage);
+	char attempt[16];
+	snprintf(attempt, sizeof attempt, "%d", pr->host->stage_attempt(stage));
+	sqlite3 *db = raw_db(pr->h);
+	int64_t n = raw_count(
+	    db,
+	    "SELECT count(*) FROM stages s JOIN runs r ON r.id = s.run_id"
+	    " JOIN stage_attempts a ON a.run_id = s.run_id AND a.stage = s.name"
+	    "  AND a.attempt = s.attempt"
+	    " WHERE r.event_id = ?1 AND s.name = ?2 AND s.attempt = CAST(?3 AS INTEGER)"
+	    "  AND r.status = 'running' AND s.status = 'running' AND a.status = 'running'"
+	    "  AND EXISTS (SELECT 1 FROM outbox o WHERE CAST(o.value AS TEXT) LIKE"
+	    "   '%\"drover-run-' || r.id || '-' || s.name || '-a' || s.attempt || '-started\"%')",
+	    event_id, name, attempt);
+	sqlite3_close(db);
+	pr->n_started++;
+	if (n != 1) {
+		print_error("stage %s attempt %s of event %s starts unrecorded\n", name, attempt,
+			    event_id);
+		pr->n_unrecorded++;
+	}
+	return pr->shell_desc->start(pr->shell_state, stage);
+}
+
+/* A test seam: the loaded shell's descriptor and state are swapped for the probe's. */
+static void probe_install(struct harness *h, struct probe *pr)
+{
+	memset(pr, 0, sizeof *pr);
+	pr->h = h;
+	pr->host = scheduler_host_services();
+	pr->lp = (struct loaded_plugin *)plugin_host_find(h->a.plugins, "shell");
+	assert_non_null(pr->lp);
+	pr->shell_desc = pr->lp->desc;
+	pr->shell_state = pr->lp->state;
+	pr->desc = *pr->shell_desc;
+	pr->desc.start = probe_start;
+	pr->lp->desc = &pr->desc;
+	pr->lp->state = pr;
+}
+
+static void probe_remove(struct probe *pr)
+{
+	pr->lp->desc = pr->shell_desc;
+	pr->lp->state = pr->shell_state;
+}
+
+/*
+ * The crash rules of a pass: a stage's start (attempt, run, CDEvent) is
+ * committed before its plugin starts it, and after every turn of the loop
+ * every stage running has its process group committed (a kill -9 at any
+ * point between two callbacks leaves nothing the next agent does not know).
+ * Six runs of two stages on three slots: passes that start several stages
+ * and record several ends at once.
+ */
+static void test_pass_records_before_it_acts(void **state)
+{
+	struct harness *h = *state;
+	agent_build(h, 3);
+	struct probe pr;
+	probe_install(h, &pr);
+	struct pipeline *p =
+	    pipeline_add(h, "name: two\n"
+			    "on: { push: {} }\n"
+			    "checkout: false\n"
+			    "stages:\n"
+			    "  - { name: a, uses: shell, with: { run: 'sleep 0.2' } }\n"
+			    "  - { name: b, uses: shell, needs: [a], "
+			    "with: { run: 'sleep 0.1' } }\n");
+	int64_t runs[6];
+	for (size_t i = 0; i < ARRAY_LEN(runs); i++) {
+		char sha[16];
+		snprintf(sha, sizeof sha, "s%zu", i);
+		runs[i] = run_start(h, p, sha);
+	}
+	int64_t deadline = mono_ms() + RUN_TIMEOUT_MS;
+	int n_turns_running = 0;
+	for (size_t i = 0; i < ARRAY_LEN(runs);) {
+		if (is_run_over(h, runs[i])) {
+			i++;
+			continue;
+		}
+		if (mono_ms() > deadline)
+			fail_msg("run %lld did not end", (long long)runs[i]);
+		loop_once(h);
+		size_t running = scheduler_running_stages(h->a.sched);
+		sqlite3 *db = raw_db(h);
+		int64_t groups =
+		    raw_count(db, "SELECT count(*) FROM stage_procs", NULL, NULL, NULL);
+		sqlite3_close(db);
+		if ((size_t)groups < running)
+			fail_msg("%zu stage(s) running but %lld process group(s) committed",
+				 running, (long long)groups);
+		n_turns_running += running > 0;
+	}
+	probe_remove(&pr);
+	assert_true(n_turns_running > 0);
+	assert_int_equal(pr.n_started, 12);
+	assert_int_equal(pr.n_unrecorded, 0);
+	assert_true(h->max_running_seen <= 3);
+	sqlite3 *db = raw_db(h);
+	assert_int_equal(raw_count(db,
+				   "SELECT count(*) FROM stage_attempts WHERE status = 'succeeded'",
+				   NULL, NULL, NULL),
+			 12);
+	assert_int_equal(raw_count(db, "SELECT count(*) FROM stage_procs", NULL, NULL, NULL), 0);
+	sqlite3_close(db);
+}
+
+/*
+ * A pass begins a waiting run only while a slot of max_parallel is free:
+ * with 12 runs queued on 2 slots, never more than 2 runs have left the
+ * queue (in the store, or as pipelinerun.started CDEvents), and all of them
+ * get their turn, oldest first.
+ */
+static void test_runs_leave_the_queue_when_a_slot_is_free(void **state)
+{
+	struct harness *h = *state;
+	agent_build(h, 2);
+	struct pipeline *p =
+	    pipeline_add(h, "name: one\n"
+			    "on: { push: {} }\n"
+			    "checkout: false\n"
+			    "stages:\n"
+			    "  - { name: only, uses: shell, with: { run: 'sleep 0.05' } }\n");
+	int64_t runs[12];
+	for (size_t i = 0; i < ARRAY_LEN(runs); i++) {
+		char sha[16];
+		snprintf(sha, sizeof sha, "s%zu", i);
+		runs[i] = run_start(h, p, sha);
+	}
+	int64_t deadline = mono_ms() + RUN_TIMEOUT_MS;
+	int64_t most_begun = 0;
+	for (;;) {
+		loop_once(h);
+		sqlite3 *db = raw_db(h);
+		int64_t begun = raw_count(db, "SELECT count(*) FROM runs WHERE status = 'running'",
+					  NULL, NULL, NULL);
+		int64_t started =
+		    raw_count(db,
+			      "SELECT count(*) FROM outbox WHERE CAST(value AS TEXT) LIKE "
+			      "'%dev.cdevents.pipelinerun.started%'",
+			      NULL, NULL, NULL);
+		int64_t finished =
+		    raw_count(db,
+			      "SELECT count(*) FROM outbox WHERE CAST(value AS TEXT) LIKE "
+			      "'%dev.cdevents.pipelinerun.finished%'",
+			      NULL, NULL, NULL);
+		int64_t queued = raw_count(db, "SELECT count(*) FROM runs WHERE status = 'queued'",
+					   NULL, NULL, NULL);
+		sqlite3_close(db);
+		if (begun > 2 || started - finished > 2)
+			fail_msg("%lld runs running, %lld started and not finished: max_parallel "
+				 "is 2",
+				 (long long)begun, (long long)(started - finished));
+		if (begun > most_begun)
+			most_begun = begun;
+		if (queued == 0 && begun == 0)
+			break;
+		if (mono_ms() > deadline)
+			fail_msg("%lld runs still queued", (long long)queued);
+	}
+	assert_int_equal(most_begun, 2);
+	for (size_t i = 0; i < ARRAY_LEN(runs); i++)
+		assert_string_equal(run_status(h, runs[i]), "succeeded");
+	/* oldest first: each run started no later than the next one */
+	for (size_t i = 0; i + 1 < ARRAY_LEN(runs); i++) {
+		json_t *a = run_json(h, runs[i]);
+		json_t *b = run_json(h, runs[i + 1]);
+		const char *sa =
+		    json_string_value(json_object_get(stage_of(a, "only"), "started_at"));
+		const char *sb =
+		    json_string_value(json_object_get(stage_of(b, "only"), "started_at"));
+		assert_non_null(sa);
+		assert_non_null(sb);
+		assert_true(strcmp(sa, sb) <= 0);
+		json_decref(a);
+		json_decref(b);
+	}
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1886,6 +2119,8 @@ int main(void)
 	    T(test_recover_sweeps_old_workspaces),
 	    T(test_take_down_with_running_stage),
 	    T(test_take_down_with_kept_workspace),
+	    T(test_pass_records_before_it_acts),
+	    T(test_runs_leave_the_queue_when_a_slot_is_free),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

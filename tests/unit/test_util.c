@@ -364,6 +364,70 @@ static void test_mkdir_p_refuses_existing_file(void **state)
 	assert_int_equal(errno, EEXIST);
 }
 
+/* mkdir -p tries the whole path first and walks up only for what is
+ * missing: each case below ends as `mkdir -p` would. */
+static void test_mkdir_p_walks_up_only_when_needed(void **state)
+{
+	struct fixture *f = *state;
+	/* the parent exists: one level */
+	char *one = xasprintf("%s/one", f->dir);
+	assert_int_equal(mkdir_p(one, 0750), 0);
+	assert_true(is_dir(one));
+	/* several levels missing, with doubled and trailing slashes */
+	char *messy = xasprintf("%s/one/m//n///o/", f->dir);
+	assert_int_equal(mkdir_p(messy, 0750), 0);
+	char *o = xasprintf("%s/one/m/n/o", f->dir);
+	assert_true(is_dir(o));
+	/* the input is left as it was */
+	char *messy_copy = xasprintf("%s/one/m//n///o/", f->dir);
+	assert_string_equal(messy, messy_copy);
+	/* the root and a directory that exists */
+	assert_int_equal(mkdir_p("/", 0750), 0);
+	assert_int_equal(mkdir_p(o, 0750), 0);
+	/* through a symbolic link to a directory */
+	char *link = xasprintf("%s/link", f->dir);
+	assert_int_equal(symlink(one, link), 0);
+	char *via = xasprintf("%s/link/p/q", f->dir);
+	assert_int_equal(mkdir_p(via, 0750), 0);
+	char *pq = xasprintf("%s/one/p/q", f->dir);
+	assert_true(is_dir(pq));
+	/* a dangling link on the way: ENOENT, and it stops */
+	char *dangling = xasprintf("%s/dangling", f->dir);
+	assert_int_equal(symlink("/nonexistent/drover/nothing", dangling), 0);
+	char *under_dangling = xasprintf("%s/dangling/x/y", f->dir);
+	errno = 0;
+	assert_int_equal(mkdir_p(under_dangling, 0750), -1);
+	assert_int_equal(errno, ENOENT);
+	/* a regular file two levels up: ENOTDIR, nothing made */
+	char *file = xasprintf("%s/one/plain", f->dir);
+	write_file(file, "x", 1);
+	char *under_file = xasprintf("%s/one/plain/x/y", f->dir);
+	errno = 0;
+	assert_int_equal(mkdir_p(under_file, 0750), -1);
+	assert_int_equal(errno, ENOTDIR);
+	/* relative to the working directory */
+	char cwd[4096];
+	assert_non_null(getcwd(cwd, sizeof cwd));
+	assert_int_equal(chdir(f->dir), 0);
+	int rc = mkdir_p("rel/a/b", 0750);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(rc, 0);
+	char *rel = xasprintf("%s/rel/a/b", f->dir);
+	assert_true(is_dir(rel));
+	free(rel);
+	free(under_file);
+	free(file);
+	free(under_dangling);
+	free(dangling);
+	free(pq);
+	free(via);
+	free(link);
+	free(messy_copy);
+	free(o);
+	free(messy);
+	free(one);
+}
+
 static void test_rm_rf_stays_inside(void **state)
 {
 	struct fixture *f = *state;
@@ -459,6 +523,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_file_read_all_empty_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mkdir_p_refuses_existing_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mkdir_p_walks_up_only_when_needed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_rm_rf_stays_inside, setup, teardown),
 	    cmocka_unit_test(test_fd_set_flags),
 	};
