@@ -53,6 +53,7 @@ struct report {
 	size_t n_refused, cap_refused;
 	int64_t *acked; /* acknowledged by Kafka, not yet deleted from the outbox */
 	size_t n_acked, cap_acked;
+	char *source; /* the CDEvents' source, "/drover/<hostname>" (owned) */
 };
 
 struct report_delivery {
@@ -85,6 +86,12 @@ struct report *report_new(struct agent *a)
 {
 	struct report *r = xcalloc(1, sizeof *r);
 	r->agent = a;
+	/* The host name is read once: a CDEvent per stage phase must not cost a uname. */
+	char host[256];
+	if (gethostname(host, sizeof host) != 0)
+		strcpy(host, "localhost");
+	host[sizeof host - 1] = '\0';
+	r->source = xasprintf("/drover/%s", host);
 	r->kick_ev = event_new(a->base, -1, 0, report_on_kick, r);
 	r->retry_ev = event_new(a->base, -1, EV_PERSIST, report_on_kick, r);
 	r->delete_ev = event_new(a->base, -1, 0, report_on_delete, r);
@@ -109,6 +116,7 @@ void report_free(struct report *r)
 	event_free(r->kick_ev);
 	event_free(r->retry_ev);
 	event_free(r->delete_ev);
+	free(r->source);
 	free(r->refused);
 	free(r->acked);
 	free(r);
@@ -207,31 +215,19 @@ static void report_refuse(struct report *r, int64_t outbox_id, bool is_dead_lett
 			  (long long)outbox_id, why);
 }
 
-static char *report_hostname(void)
-{
-	char host[256];
-	if (gethostname(host, sizeof host) != 0)
-		strcpy(host, "localhost");
-	host[sizeof host - 1] = '\0';
-	return xstrdup(host);
-}
-
 /* Wraps a CDEvent (context + subject) into a structured CloudEvent and puts it in the outbox. */
 static int report_emit(struct report *r, const char *type, const char *id, const char *chain_id,
 		       const char *key, json_t *subject)
 {
 	char ts[32];
 	time_format_iso8601(now_ms(), ts, sizeof ts);
-	char *host = report_hostname();
-	char *source = xasprintf("/drover/%s", host);
-	free(host);
+	const char *source = r->source;
 	json_t *cdevent = json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:s?},s:o}", "context", "version",
 				    "0.5.0", "id", id, "source", source, "type", type, "timestamp",
 				    ts, "chainId", chain_id, "subject", subject);
 	json_t *ce = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "specversion", "1.0", "id", id,
 			       "source", source, "type", type, "time", ts, "datacontenttype",
 			       "application/json", "data", cdevent);
-	free(source);
 	if (r->agent->plugins != NULL)
 		plugin_host_notify(r->agent->plugins, ce);
 	char *text = json_dumps(ce, JSON_COMPACT);
