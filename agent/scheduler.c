@@ -178,7 +178,36 @@ static enum status status_of_result(enum drover_result r)
 
 /* ---- creating and loading runs ---- */
 
+static int64_t scheduler_run_insert(struct scheduler *s, const struct pipeline *p,
+				    const json_t *event, bool is_announced);
+
 int64_t scheduler_run_create(struct scheduler *s, const struct pipeline *p, const json_t *event)
+{
+	return scheduler_run_insert(s, p, event, true);
+}
+
+int64_t scheduler_run_create_held(struct scheduler *s, const struct pipeline *p,
+				  const json_t *event)
+{
+	return scheduler_run_insert(s, p, event, false);
+}
+
+int scheduler_run_announce(struct scheduler *s, int64_t run_id)
+{
+	struct store_run run;
+	struct store_stage *stages = NULL;
+	size_t n_stages = 0;
+	if (store_run_load(s->agent->store, run_id, &run, &stages, &n_stages) != 0)
+		return -1;
+	int rc = report_pipelinerun(s->agent->report, &run, "queued");
+	store_run_clear(&run);
+	store_stages_free(stages, n_stages);
+	return rc;
+}
+
+/* Inserts the run and its stages; is_announced: with its "queued" CDEvent. */
+static int64_t scheduler_run_insert(struct scheduler *s, const struct pipeline *p,
+				    const json_t *event, bool is_announced)
 {
 	struct agent *a = s->agent;
 	char *definition = json_dumps(p->definition, JSON_COMPACT);
@@ -208,7 +237,7 @@ int64_t scheduler_run_create(struct scheduler *s, const struct pipeline *p, cons
 		if (store_stage_insert(a->store, &st) != 0)
 			goto out;
 	}
-	if (report_pipelinerun(a->report, &run, "queued") != 0)
+	if (is_announced && report_pipelinerun(a->report, &run, "queued") != 0)
 		goto out;
 	a->metrics.runs_created++;
 	id = run.id;

@@ -33,6 +33,11 @@ const struct drover_host *scheduler_host_services(void);
  * result) inside the caller's transaction. Returns the run id, or -1.
  */
 int64_t scheduler_run_create(struct scheduler *s, const struct pipeline *p, const json_t *event);
+/* The same without the "queued" CDEvent: for the run of a held event, which
+ * may yet be dropped (claim.h); scheduler_run_announce sends it on release. */
+int64_t scheduler_run_create_held(struct scheduler *s, const struct pipeline *p,
+				  const json_t *event);
+int scheduler_run_announce(struct scheduler *s, int64_t run_id);
 /* After the transaction committed: load the run and start it when it may. */
 void scheduler_run_enqueue(struct scheduler *s, int64_t run_id);
 

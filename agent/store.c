@@ -34,6 +34,7 @@ struct store {
 
 	sqlite3_stmt *tx_begin, *tx_commit, *tx_rollback;
 	sqlite3_stmt *event_insert, *event_get, *event_exists;
+	sqlite3_stmt *events_held, *event_release, *event_drop_runs, *event_drop, *event_runs;
 	sqlite3_stmt *run_insert, *run_update, *run_get, *runs_unfinished;
 	sqlite3_stmt *stage_insert, *stage_update, *stage_attempt_upsert, *stages_get;
 	sqlite3_stmt *output_set, *outputs_get;
@@ -125,6 +126,12 @@ static const char *const migrations[] = {
     "UPDATE sqlite_sequence SET name = 'outbox_v3' WHERE name = 'outbox';"
     "DROP TABLE outbox;"
     "ALTER TABLE outbox_v3 RENAME TO outbox;",
+    /*
+     * 4: an event is held (its runs not started) until the offset commit
+     * covering it is acknowledged by Kafka (see claim.h).
+     */
+    "ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX events_held ON events (held) WHERE held = 1;",
 };
 
 #define RUN_COLUMNS                                                                                \
@@ -147,8 +154,14 @@ static const struct stmt_spec stmt_specs[] = {
     STMT(tx_rollback, "ROLLBACK"),
     STMT(event_insert,
 	 "INSERT INTO events (id, kind, source, repo, outcome, error, body, topic, partition,"
-	 " \"offset\", received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-	 " ON CONFLICT (id) DO NOTHING"),
+	 " \"offset\", received_at, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+	 " ?12) ON CONFLICT (id) DO NOTHING"),
+    STMT(events_held, "SELECT id, topic, partition, \"offset\" FROM events WHERE held = 1"
+		      " ORDER BY topic, partition, \"offset\""),
+    STMT(event_release, "UPDATE events SET held = 0 WHERE id = ?1"),
+    STMT(event_drop_runs, "DELETE FROM runs WHERE event_id = ?1"),
+    STMT(event_drop, "DELETE FROM events WHERE id = ?1"),
+    STMT(event_runs, "SELECT id FROM runs WHERE event_id = ?1 ORDER BY id"),
     STMT(event_get, "SELECT body FROM events WHERE id = ?1"),
     STMT(event_exists, "SELECT 1 FROM events WHERE id = ?1"),
     STMT(run_insert,
@@ -158,7 +171,9 @@ static const struct stmt_spec stmt_specs[] = {
     STMT(run_update, "UPDATE runs SET status = ?2, sha = ?3, workspace = ?4, attempt = ?5,"
 		     " started_at = ?6, finished_at = ?7 WHERE id = ?1"),
     STMT(run_get, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1"),
-    STMT(runs_unfinished, "SELECT id FROM runs WHERE status IN (?1, ?2) ORDER BY id"),
+    STMT(runs_unfinished,
+	 "SELECT id FROM runs WHERE status IN (?1, ?2) AND (event_id IS NULL"
+	 " OR event_id NOT IN (SELECT id FROM events WHERE held = 1)) ORDER BY id"),
     STMT(stage_insert,
 	 "INSERT INTO stages (run_id, name, idx, status, attempt, exit_code, started_at,"
 	 " finished_at, summary, resume_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
@@ -554,6 +569,14 @@ static const char *body_string(const json_t *body, const char *key)
 int store_event_insert(struct store *s, const char *id, const json_t *body, const char *outcome,
 		       const char *error, const char *topic, int32_t partition, int64_t offset)
 {
+	return store_event_insert_held(s, id, body, outcome, error, topic, partition, offset,
+				       false);
+}
+
+int store_event_insert_held(struct store *s, const char *id, const json_t *body,
+			    const char *outcome, const char *error, const char *topic,
+			    int32_t partition, int64_t offset, bool is_held)
+{
 	sqlite3_stmt *st = s->event_insert;
 	char *text = NULL;
 	if (body != NULL) {
@@ -569,7 +592,7 @@ int store_event_insert(struct store *s, const char *id, const json_t *body, cons
 		 bind_text(st, 6, error) || bind_text(st, 7, text) || bind_text(st, 8, topic) ||
 		 (partition < 0 ? sqlite3_bind_null(st, 9) : sqlite3_bind_int(st, 9, partition)) ||
 		 (offset < 0 ? sqlite3_bind_null(st, 10) : bind_int64(st, 10, offset)) ||
-		 bind_int64(st, 11, now_ms());
+		 bind_int64(st, 11, now_ms()) || sqlite3_bind_int(st, 12, is_held ? 1 : 0);
 	if (rc != 0)
 		rc = stmt_fail(s, st, "binding an event insert");
 	else if (stmt_run(s, st, "inserting an event") != 0)
@@ -624,6 +647,88 @@ bool store_event_exists(struct store *s, const char *id)
 	}
 	stmt_done(st);
 	return rc == SQLITE_ROW;
+}
+
+int store_events_held(struct store *s, struct store_held_event **events, size_t *n)
+{
+	sqlite3_stmt *st = s->events_held;
+	struct store_held_event *v = NULL;
+	size_t count = 0, cap = 0;
+	int rc;
+	*events = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			v = xrealloc(v, cap * sizeof *v);
+		}
+		struct store_held_event *e = &v[count++];
+		e->id = column_strdup(st, 0);
+		e->topic = column_strdup(st, 1);
+		e->partition =
+		    sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
+		e->offset =
+		    sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
+	}
+	if (rc != SQLITE_DONE) {
+		store_held_events_free(v, count);
+		return stmt_fail(s, st, "listing held events");
+	}
+	stmt_done(st);
+	*events = v;
+	*n = count;
+	return 0;
+}
+
+void store_held_events_free(struct store_held_event *events, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(events[i].id);
+		free(events[i].topic);
+	}
+	free(events);
+}
+
+int store_event_release(struct store *s, const char *id, int64_t **run_ids, size_t *n)
+{
+	*run_ids = NULL;
+	*n = 0;
+	if (bind_text(s->event_release, 1, id) != SQLITE_OK)
+		return stmt_fail(s, s->event_release, "binding an event release");
+	if (stmt_run(s, s->event_release, "releasing an event") != 0)
+		return -1;
+	sqlite3_stmt *st = s->event_runs;
+	if (bind_text(st, 1, id) != SQLITE_OK)
+		return stmt_fail(s, st, "binding an event's runs query");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap == 0 ? 4 : cap * 2;
+			*run_ids = xrealloc(*run_ids, cap * sizeof **run_ids);
+		}
+		(*run_ids)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(*run_ids);
+		*run_ids = NULL;
+		*n = 0;
+		return stmt_fail(s, st, "listing an event's runs");
+	}
+	stmt_done(st);
+	return 0;
+}
+
+int store_event_drop(struct store *s, const char *id)
+{
+	/* Stages, attempts and outputs go with their runs (ON DELETE CASCADE). */
+	if (bind_text(s->event_drop_runs, 1, id) != SQLITE_OK)
+		return stmt_fail(s, s->event_drop_runs, "binding an event drop");
+	if (stmt_run(s, s->event_drop_runs, "dropping an event's runs") != 0)
+		return -1;
+	if (bind_text(s->event_drop, 1, id) != SQLITE_OK)
+		return stmt_fail(s, s->event_drop, "binding an event drop");
+	return stmt_run(s, s->event_drop, "dropping an event");
 }
 
 /* ---- runs and stages ---- */

@@ -65,6 +65,26 @@ void store_rollback(struct store *s);
 int store_event_insert(struct store *s, const char *id, const json_t *body, const char *outcome,
 		       const char *error, const char *topic, int32_t partition, int64_t offset);
 /* The stored canonical event (new reference) or NULL. */
+/* The same, held (is_held): its runs wait until the event is released. */
+int store_event_insert_held(struct store *s, const char *id, const json_t *body,
+			    const char *outcome, const char *error, const char *topic,
+			    int32_t partition, int64_t offset, bool is_held);
+
+/* An event whose runs wait for the offset commit covering it (claim.h). */
+struct store_held_event {
+	char *id, *topic; /* owned */
+	int32_t partition;
+	int64_t offset;
+};
+
+/* Every held event, by topic, partition and offset. 0 or -1. */
+int store_events_held(struct store *s, struct store_held_event **events, size_t *n);
+void store_held_events_free(struct store_held_event *events, size_t n);
+/* Marks the event not held and gives its runs (caller frees *run_ids). 0 or -1. */
+int store_event_release(struct store *s, const char *id, int64_t **run_ids, size_t *n);
+/* Forgets the event and its runs, as if it had never been consumed. 0 or -1. */
+int store_event_drop(struct store *s, const char *id);
+
 json_t *store_event_get(struct store *s, const char *id);
 bool store_event_exists(struct store *s, const char *id);
 
@@ -80,7 +100,8 @@ int store_run_load(struct store *s, int64_t id, struct store_run *run, struct st
 		   size_t *n_stages);
 void store_run_clear(struct store_run *run);
 void store_stages_free(struct store_stage *stages, size_t n);
-/* Ids of runs whose status is queued or running, oldest first (caller frees). */
+/* Ids of runs whose status is queued or running, oldest first, except the runs
+ * of held events (caller frees). */
 int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n);
 
 /*

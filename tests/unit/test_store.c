@@ -158,7 +158,7 @@ static void test_open_creates_schema_and_wal(void **state)
 	struct fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
 	const char *tables[] = {"events",  "runs",   "stages",	   "stage_attempts",
 				"outputs", "outbox", "stage_procs"};
 	for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
@@ -1213,13 +1213,16 @@ static void test_migrates_version_1(void **state)
 	f->store = NULL;
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(
-	    sqlite3_exec(db, "DROP TABLE stage_procs; PRAGMA user_version = 1", NULL, NULL, NULL),
+	    sqlite3_exec(db,
+			 "DROP TABLE stage_procs; DROP INDEX events_held;"
+			 " ALTER TABLE events DROP COLUMN held; PRAGMA user_version = 1",
+			 NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
 	sqlite3_close(db);
 	struct store_stage_proc p = sample_proc(run, "build", 4101, 42);
@@ -1255,6 +1258,7 @@ static void test_migrates_version_2(void **state)
 			 " ('drover.dead-letter', NULL, x'00ff', x'01020304', 2),"
 			 " ('drover.results', 'acme/gone', x'', NULL, 3);"
 			 "DELETE FROM outbox WHERE id = 3;"
+			 "DROP INDEX events_held; ALTER TABLE events DROP COLUMN held;"
 			 "PRAGMA user_version = 2",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1262,7 +1266,7 @@ static void test_migrates_version_2(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
 	assert_raw_text(db, "SELECT typeof(key) FROM outbox WHERE id = 1", "blob");
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_v3'"),
 			 0);
@@ -1293,6 +1297,78 @@ static void test_migrates_version_2(void **state)
 	assert_int_equal(store_outbox_add(f->store, "drover.results", "acme/new", "y", 1), 5);
 }
 
+/*
+ * A held event's runs are not unfinished work until it is released; a
+ * dropped event leaves nothing behind (runs, stages), as if never consumed,
+ * so its redelivery is recorded afresh.
+ */
+static void test_held_events(void **state)
+{
+	struct fixture *f = *state;
+	json_t *body = json_pack("{s:s,s:s}", "kind", "push", "repo", "acme/a");
+	assert_int_equal(store_event_insert_held(f->store, "h-1", body, "accepted", NULL,
+						 "drover.events", 2, 40, true),
+			 0);
+	assert_int_equal(store_event_insert_held(f->store, "h-2", body, "accepted", NULL,
+						 "drover.events", 1, 7, true),
+			 0);
+	assert_int_equal(
+	    store_event_insert(f->store, "free-1", body, "accepted", NULL, "drover.events", 1, 8),
+	    0);
+	struct store_run r1 = {
+	    .pipeline = "ci", .status = STATUS_QUEUED, .event_id = "h-1", .definition = "{}"};
+	struct store_run r2 = {
+	    .pipeline = "ci", .status = STATUS_QUEUED, .event_id = "h-2", .definition = "{}"};
+	struct store_run r3 = {
+	    .pipeline = "ci", .status = STATUS_QUEUED, .event_id = "free-1", .definition = "{}"};
+	assert_int_equal(store_run_insert(f->store, &r1), 0);
+	assert_int_equal(store_run_insert(f->store, &r2), 0);
+	assert_int_equal(store_run_insert(f->store, &r3), 0);
+	struct store_stage st = {.run_id = r2.id, .name = "build", .status = STATUS_QUEUED};
+	assert_int_equal(store_stage_insert(f->store, &st), 0);
+
+	/* Only the free event's run is unfinished work. */
+	int64_t *ids;
+	size_t n;
+	assert_int_equal(store_runs_unfinished(f->store, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], r3.id);
+	free(ids);
+
+	struct store_held_event *held;
+	assert_int_equal(store_events_held(f->store, &held, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(held[0].id, "h-2"); /* by partition, then offset */
+	assert_int_equal(held[0].partition, 1);
+	assert_int_equal(held[0].offset, 7);
+	assert_string_equal(held[1].topic, "drover.events");
+	store_held_events_free(held, n);
+
+	/* Released: its run is work now. */
+	assert_int_equal(store_event_release(f->store, "h-1", &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], r1.id);
+	free(ids);
+	assert_int_equal(store_runs_unfinished(f->store, &ids, &n), 0);
+	assert_int_equal(n, 2);
+	free(ids);
+
+	/* Dropped: gone with its run and stage; the id can be recorded again. */
+	assert_int_equal(store_event_drop(f->store, "h-2"), 0);
+	assert_false(store_event_exists(f->store, "h-2"));
+	struct store_run back;
+	struct store_stage *stages;
+	size_t n_stages;
+	assert_int_not_equal(store_run_load(f->store, r2.id, &back, &stages, &n_stages), 0);
+	assert_int_equal(store_events_held(f->store, &held, &n), 0);
+	assert_int_equal(n, 0);
+	store_held_events_free(held, n);
+	assert_int_equal(store_event_insert_held(f->store, "h-2", body, "accepted", NULL,
+						 "drover.events", 1, 7, true),
+			 0);
+	json_decref(body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1318,6 +1394,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stage_procs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrates_version_2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_events, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
