@@ -1,9 +1,10 @@
 /*
  * intake: consumer on the loop (DESIGN §7): the consumer queue wakes the
  * loop through a pipe; a timer polls too so an idle consumer keeps its
- * group membership. The offset of a record is stored only after the record
- * (and its runs) are committed to SQLite, so a crash redelivers it and the
- * unique event id turns the redelivery into a no-op.
+ * group membership. A record is recorded in SQLite (event, runs or dead
+ * letter) before its offset is committed, so a crash redelivers it and the
+ * unique event id turns the redelivery into a no-op; the commits themselves,
+ * and the runs held until a commit covers them, belong to offsets.c.
  */
 #include "intake.h"
 
@@ -19,6 +20,7 @@
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
+#include "offsets.h"
 #include "report.h"
 #include "scheduler.h"
 #include "store.h"
@@ -38,24 +40,77 @@ struct intake {
 	bool is_paused;
 	bool is_assigned;
 	size_t n_backlog;	 /* records taken since the consumer queue was last empty */
-	int64_t last_commit_ms;	 /* mono_ms of the last commit started here */
-	int64_t commit_every_ms; /* auto.commit.interval.ms; 0: auto-commit is off */
+	struct offsets *offsets; /* commits, claims, held events (owned) */
 	int connected;		 /* a broker is up: -1 not known yet, 0 no, 1 yes */
 	json_t *lag;		 /* {"<partition>": lag} from the last statistics (owned) */
 };
 
-/*
- * Commits the stored offsets before partitions go to another member, so the
- * next owner starts after the last event recorded here. Synchronous only
- * while a broker is reachable: a stop during an outage must not hang on it
- * (what is not committed is redelivered, and this agent's store recognises it).
- */
-static void intake_commit_before_revoke(struct intake *in, rd_kafka_t *rk)
+static void intake_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			     rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-	rd_kafka_resp_err_t err = rd_kafka_commit(rk, NULL, in->connected == 1 ? 0 : 1);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_warn("intake: committing offsets before the partitions go: %s",
-			 rd_kafka_err2str(err));
+	(void)rk;
+	struct intake *in = opaque;
+	if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		offsets_on_commit(in->offsets, err, parts);
+}
+
+/*
+ * This agent's id in the ownership histories: made once per state
+ * directory (agent-id, random) and kept, so a restarted agent knows its own
+ * claims. NULL with a message when it can be neither read nor made.
+ */
+static char *intake_agent_id(const char *state_dir, char *err, size_t err_len)
+{
+	char *path = xasprintf("%s/agent-id", state_dir);
+	size_t len = 0;
+	char *text = file_read_all(path, 4096, &len);
+	if (text != NULL) {
+		text[strcspn(text, " \r\n")] = '\0';
+		if (text[0] != '\0') {
+			free(path);
+			return text;
+		}
+		free(text);
+	}
+	unsigned char raw[8];
+	FILE *r = fopen("/dev/urandom", "rb");
+	bool is_ok = r != NULL && fread(raw, 1, sizeof raw, r) == sizeof raw;
+	if (r != NULL)
+		fclose(r);
+	char *id = NULL;
+	if (is_ok) {
+		id = xasprintf("d%02x%02x%02x%02x%02x%02x%02x%02x", raw[0], raw[1], raw[2], raw[3],
+			       raw[4], raw[5], raw[6], raw[7]);
+		FILE *f = fopen(path, "wx");
+		is_ok = f != NULL && fprintf(f, "%s\n", id) > 0;
+		if (f != NULL && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+			is_ok = false;
+		if (f != NULL && fclose(f) != 0)
+			is_ok = false;
+	}
+	if (!is_ok) {
+		snprintf(err, err_len, "cannot make this agent's id in %s: %m", path);
+		free(id);
+		id = NULL;
+	}
+	free(path);
+	return id;
+}
+
+/* Partitions that could not be claimed are not consumed until they are. */
+static void intake_pause_unclaimed(struct intake *in, const rd_kafka_topic_partition_list_t *parts)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
+	for (int i = 0; i < parts->cnt; i++)
+		if (!offsets_is_claimed(in->offsets, parts->elems[i].partition))
+			rd_kafka_topic_partition_list_add(l, parts->elems[i].topic,
+							  parts->elems[i].partition);
+	if (l->cnt > 0) {
+		rd_kafka_pause_partitions(in->rk, l);
+		log_warn("intake: %d partition(s) not claimed yet: not consumed until they are",
+			 l->cnt);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
 }
 
 static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -65,6 +120,8 @@ static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	bool is_cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("intake: assigned %d partition(s)", parts->cnt);
+		/* Claimed before consumed: the ownership history gets this agent. */
+		int n_unclaimed = offsets_claim(in->offsets, parts);
 		if (is_cooperative) {
 			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
 			if (e != NULL) {
@@ -79,11 +136,12 @@ static void intake_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		in->connected = 1;
 		if (in->is_paused)
 			rd_kafka_pause_partitions(rk, parts);
+		else if (n_unclaimed > 0)
+			intake_pause_unclaimed(in, parts);
 	} else {
 		bool is_lost = rd_kafka_assignment_lost(rk);
 		log_info("intake: %s %d partition(s)", is_lost ? "lost" : "revoked", parts->cnt);
-		if (!is_lost)
-			intake_commit_before_revoke(in, rk);
+		offsets_revoke(in->offsets, parts, is_lost, in->connected == 1);
 		/*
 		 * librdkafka keeps a partition's pause flag after the partition
 		 * leaves the assignment: one revoked while paused and assigned
@@ -168,8 +226,8 @@ static int intake_dead_letter(struct intake *in, const rd_kafka_message_t *m, co
 
 /* What a batch recorded: the runs to queue after the commit, and counts. */
 struct intake_runs {
-	int64_t *ids;
-	size_t n, cap;
+	char **held; /* per record of the batch: the id of its held event, or NULL (owned) */
+	size_t *n_held_runs; /* per record: how many runs the held event has */
 	uint64_t n_accepted, n_unmatched, n_refused, n_duplicate, n_ignored;
 	uint64_t n_malformed, n_unknown, n_too_large;
 };
@@ -203,8 +261,10 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
 		else
 			log_debug("intake: event %s: pipeline %s: %s", id, p->name, why);
 	}
-	int rc = store_event_insert(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched",
-				    NULL, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+	/* An event that starts runs is held until a commit covers it (offsets.h). */
+	int rc = store_event_insert_held(a->store, id, ev, n_matched > 0 ? "accepted" : "unmatched",
+					 NULL, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+					 n_matched > 0);
 	if (rc != 0) {
 		free(matched);
 		return rc < 0 ? -1 : -2; /* -2: a duplicate */
@@ -212,7 +272,7 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
 	*run_ids = xcalloc(n_matched, sizeof **run_ids);
 	int n = 0;
 	for (size_t i = 0; i < n_matched; i++) {
-		int64_t run_id = scheduler_run_create(a->sched, matched[i], ev);
+		int64_t run_id = scheduler_run_create_held(a->sched, matched[i], ev);
 		if (run_id < 0) {
 			free(matched);
 			return -1;
@@ -232,7 +292,8 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
  * its dead letter. Appends the runs it created to *runs. 0, or -1 when the
  * store failed (the whole batch is then rolled back and redelivered).
  */
-static int intake_handle(struct intake *in, const rd_kafka_message_t *m, struct intake_runs *runs)
+static int intake_handle(struct intake *in, const rd_kafka_message_t *m, size_t idx,
+			 struct intake_runs *runs)
 {
 	struct agent *a = in->agent;
 	struct event_header headers[64];
@@ -269,13 +330,9 @@ static int intake_handle(struct intake *in, const rd_kafka_message_t *m, struct 
 				json_string_value(json_object_get(ev, "action")),
 				json_string_value(json_object_get(ev, "repo")), input.topic,
 				m->partition, (long long)m->offset, n);
-			for (int i = 0; i < n; i++) {
-				if (runs->n == runs->cap) {
-					runs->cap = runs->cap > 0 ? runs->cap * 2 : 16;
-					runs->ids =
-					    xrealloc(runs->ids, runs->cap * sizeof *runs->ids);
-				}
-				runs->ids[runs->n++] = run_ids[i];
+			if (n > 0) {
+				runs->held[idx] = xstrdup(id);
+				runs->n_held_runs[idx] = (size_t)n;
 			}
 		} else {
 			rc = -1;
@@ -307,25 +364,6 @@ static int intake_handle(struct intake *in, const rd_kafka_message_t *m, struct 
 	return rc;
 }
 
-/* Stores each partition's next offset after the batch (the batch is committed). */
-static void intake_store_offsets(struct intake *in, rd_kafka_message_t **batch, size_t n)
-{
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
-	for (size_t i = 0; i < n; i++) {
-		const char *topic = rd_kafka_topic_name(batch[i]->rkt);
-		rd_kafka_topic_partition_t *p =
-		    rd_kafka_topic_partition_list_find(l, topic, batch[i]->partition);
-		if (p == NULL)
-			p = rd_kafka_topic_partition_list_add(l, topic, batch[i]->partition);
-		p->offset = batch[i]->offset + 1; /* records of a partition come in order */
-	}
-	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, l);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("intake: storing the offsets of %zu record(s) failed: %s", n,
-			 rd_kafka_err2str(err));
-	rd_kafka_topic_partition_list_destroy(l);
-}
-
 /* Not recorded: rewinds each partition to its first record of the batch. */
 static void intake_rewind(struct intake *in, rd_kafka_message_t **batch, size_t n)
 {
@@ -348,41 +386,33 @@ static void intake_rewind(struct intake *in, rd_kafka_message_t **batch, size_t 
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
-/*
- * Commits the stored offsets at once (asynchronously) when the last commit
- * is older than auto.commit.interval.ms: after a quiet spell an event's
- * offset is committed right after it is recorded instead of up to an
- * interval later, and a burst still commits once per interval. A killed
- * agent's partitions go to another agent with the offsets committed last:
- * the sooner they are, the fewer events the other agent repeats.
- */
-static void intake_commit_soon(struct intake *in)
+static void intake_runs_clear(struct intake_runs *runs, size_t n)
 {
-	int64_t now = mono_ms();
-	if (in->commit_every_ms <= 0 || now - in->last_commit_ms < in->commit_every_ms)
-		return;
-	in->last_commit_ms = now;
-	rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 1);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_warn("intake: committing offsets: %s", rd_kafka_err2str(err));
+	for (size_t i = 0; i < n; i++)
+		free(runs->held[i]);
+	free(runs->held);
+	free(runs->n_held_runs);
 }
 
 /*
  * Records a batch of records in ONE transaction (one fsync however many
- * records), then stores their offsets, then queues their runs: the offset
- * of a record still moves only after the record is durable.
+ * records), then hands their offsets to offsets.c, which commits them and
+ * starts the held runs once Kafka acknowledged the commit: an offset moves
+ * only after its record is durable, and a run starts only after its offset
+ * moved.
  */
 static void intake_record_batch(struct intake *in, rd_kafka_message_t **batch, size_t n)
 {
 	struct agent *a = in->agent;
-	struct intake_runs runs = {0};
+	struct intake_runs runs = {.held = xcalloc(n, sizeof *runs.held),
+				   .n_held_runs = xcalloc(n, sizeof *runs.n_held_runs)};
 	bool is_ok = store_begin(a->store) == 0;
 	for (size_t i = 0; is_ok && i < n; i++)
-		is_ok = intake_handle(in, batch[i], &runs) == 0;
+		is_ok = intake_handle(in, batch[i], i, &runs) == 0;
 	if (!is_ok || store_commit(a->store) != 0) {
 		store_rollback(a->store);
 		intake_rewind(in, batch, n);
-		free(runs.ids);
+		intake_runs_clear(&runs, n);
 		return;
 	}
 	a->metrics.events_received += n;
@@ -395,17 +425,18 @@ static void intake_record_batch(struct intake *in, rd_kafka_message_t **batch, s
 	a->metrics.events_accepted += runs.n_accepted;
 	a->metrics.events_unmatched += runs.n_unmatched;
 	a->metrics.events_refused += runs.n_refused;
-	intake_store_offsets(in, batch, n);
-	intake_commit_soon(in);
-	for (size_t i = 0; i < runs.n; i++)
-		scheduler_run_enqueue(a->sched, runs.ids[i]);
-	free(runs.ids);
+	for (size_t i = 0; i < n; i++)
+		offsets_recorded(in->offsets, batch[i]->partition, batch[i]->offset, runs.held[i],
+				 runs.n_held_runs[i]);
+	intake_runs_clear(&runs, n);
+	offsets_commit(in->offsets);
 }
 
 static bool intake_is_full(const struct intake *in, size_t n_pending_runs)
 {
 	const struct agent *a = in->agent;
-	return scheduler_active_runs(a->sched) + n_pending_runs >= (size_t)a->cfg->max_queued_runs;
+	return scheduler_active_runs(a->sched) + offsets_held_runs(in->offsets) + n_pending_runs >=
+	       (size_t)a->cfg->max_queued_runs;
 }
 
 /*
@@ -438,7 +469,8 @@ static void intake_poll(struct intake *in)
 	while (n < INTAKE_BATCH) {
 		if (!in->is_paused && intake_is_full(in, n_runs_estimate)) {
 			log_info("intake: %zu runs queued or running (high-water mark %d): pausing",
-				 scheduler_active_runs(in->agent->sched) + n_runs_estimate,
+				 scheduler_active_runs(in->agent->sched) +
+				     offsets_held_runs(in->offsets) + n_runs_estimate,
 				 in->agent->cfg->max_queued_runs);
 			intake_set_paused(in, true);
 		}
@@ -490,7 +522,13 @@ static void intake_on_wake(evutil_socket_t fd, short what, void *arg)
 static void intake_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
-	intake_poll(arg);
+	struct intake *in = arg;
+	intake_poll(in);
+	if (offsets_tick(in->offsets, in->connected == 1) > 0 && !in->is_paused) {
+		/* Partitions claimed late: consume them now. */
+		in->is_paused = true;
+		intake_set_paused(in, false);
+	}
 }
 
 struct intake *intake_new(struct agent *a, char *err, size_t err_len)
@@ -503,13 +541,11 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 	rd_kafka_conf_set_opaque(conf, in);
 	rd_kafka_conf_set_rebalance_cb(conf, intake_rebalance);
 	rd_kafka_conf_set_stats_cb(conf, intake_stats);
+	rd_kafka_conf_set_offset_commit_cb(conf, intake_committed);
 	/*
-	 * Defaults kafka.properties may change: stored offsets are committed
-	 * every 500 ms (not 5 s), which keeps what a crash redelivers small; the
-	 * prefetch queue is capped at 4 MiB (not 64 MiB), so a paused intake
-	 * holds little in memory.
+	 * Defaults kafka.properties may change: the prefetch queue is capped at
+	 * 4 MiB (not 64 MiB), so a paused intake holds little in memory.
 	 */
-	rd_kafka_conf_set(conf, "auto.commit.interval.ms", "500", NULL, 0);
 	/* A member that died is noticed after 10 s (librdkafka: 45 s); the same
 	 * bound holds a stop during a broker outage. */
 	rd_kafka_conf_set(conf, "session.timeout.ms", "10000", NULL, 0);
@@ -522,28 +558,29 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, err_len) !=
 		RD_KAFKA_CONF_OK ||
+	    /* drover commits itself, with the ownership history (offsets.h) */
+	    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, err_len) !=
+		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, err_len) !=
 		RD_KAFKA_CONF_OK) {
 		rd_kafka_conf_destroy(conf);
 		free(in);
 		return NULL;
 	}
-	char value[32];
-	size_t value_size = sizeof value;
-	if (rd_kafka_conf_get(conf, "enable.auto.commit", value, &value_size) == RD_KAFKA_CONF_OK &&
-	    strcmp(value, "true") == 0) {
-		value_size = sizeof value;
-		if (rd_kafka_conf_get(conf, "auto.commit.interval.ms", value, &value_size) ==
-		    RD_KAFKA_CONF_OK)
-			in->commit_every_ms = strtoll(value, NULL, 10);
-	}
-	in->last_commit_ms = mono_ms();
 	in->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, err_len);
 	if (in->rk == NULL) {
 		rd_kafka_conf_destroy(conf);
 		free(in);
 		return NULL;
 	}
+	char *agent_id = intake_agent_id(a->cfg->state_dir, err, err_len);
+	if (agent_id == NULL) {
+		rd_kafka_destroy(in->rk);
+		free(in);
+		return NULL;
+	}
+	in->offsets = offsets_new(a, in->rk, a->cfg->kafka.events_topic, agent_id);
+	free(agent_id);
 	rd_kafka_poll_set_consumer(in->rk);
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(topics, a->cfg->kafka.events_topic,
@@ -554,12 +591,14 @@ struct intake *intake_new(struct agent *a, char *err, size_t err_len)
 		snprintf(err, err_len, "subscribe to %s: %s", a->cfg->kafka.events_topic,
 			 rd_kafka_err2str(e));
 		rd_kafka_destroy(in->rk);
+		offsets_free(in->offsets);
 		free(in);
 		return NULL;
 	}
 	if (pipe2(in->wake_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
 		snprintf(err, err_len, "pipe: %m");
 		rd_kafka_destroy(in->rk);
+		offsets_free(in->offsets);
 		free(in);
 		return NULL;
 	}
@@ -588,6 +627,8 @@ void intake_free(struct intake *in)
 		return;
 	event_free(in->wake_ev);
 	event_free(in->poll_timer);
+	/* What was recorded is committed, and its held runs released, first. */
+	offsets_flush(in->offsets, in->connected == 1);
 	rd_kafka_queue_io_event_enable(in->queue, -1, NULL, 0);
 	rd_kafka_queue_destroy(in->queue);
 	rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
@@ -617,6 +658,7 @@ void intake_free(struct intake *in)
 	close(in->wake_fds[0]);
 	close(in->wake_fds[1]);
 	json_decref(in->lag);
+	offsets_free(in->offsets);
 	free(in);
 }
 
@@ -661,8 +703,16 @@ void intake_set_paused(struct intake *in, bool is_paused)
 	if (is_paused) {
 		rd_kafka_pause_partitions(in->rk, parts);
 	} else {
-		rd_kafka_resume_partitions(in->rk, parts);
-		intake_wake_fetcher(in, parts);
+		/* Partitions not claimed yet stay paused (offsets.h). */
+		rd_kafka_topic_partition_list_t *claimed =
+		    rd_kafka_topic_partition_list_new(parts->cnt);
+		for (int i = 0; i < parts->cnt; i++)
+			if (offsets_is_claimed(in->offsets, parts->elems[i].partition))
+				rd_kafka_topic_partition_list_add(claimed, parts->elems[i].topic,
+								  parts->elems[i].partition);
+		rd_kafka_resume_partitions(in->rk, claimed);
+		intake_wake_fetcher(in, claimed);
+		rd_kafka_topic_partition_list_destroy(claimed);
 	}
 	log_info("intake: %s %d partition(s)", is_paused ? "paused" : "resumed", parts->cnt);
 	rd_kafka_topic_partition_list_destroy(parts);
