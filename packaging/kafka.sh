@@ -128,6 +128,9 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Offset commits are appended at once: Kafka's default (10 ms) adds that much
+# to every commit, and drover starts a run only after its commit (README).
+group.coordinator.append.linger.ms=0
 EOF
 	cat >"$dir/log4j2.properties" <<'EOF'
 status = warn
