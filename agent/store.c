@@ -130,8 +130,8 @@ static const char *const migrations[] = {
      * 4: an event is held (its runs not started) until the offset commit
      * covering it is acknowledged by Kafka (see claim.h).
      */
-    "ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX events_held ON events (held) WHERE held = 1;",
+    ("ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
+     "CREATE INDEX events_held ON events (held) WHERE held = 1;"),
 };
 
 #define RUN_COLUMNS                                                                                \
