@@ -119,20 +119,28 @@ assert_ge()
 	[ "$1" -ge "$2" ] || fail "${3:-value}: expected >= $2, got $1"
 }
 
-_e2e_cleanup()
+# _end_agent SECONDS: at the end of a test, the agent (if one runs) gets
+# SIGTERM and SECONDS to exit, then SIGKILL.
+_end_agent()
 {
-	local rc=$?
-	set +e
+	local i
 	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
 		kill -TERM "$AGENT_PID" 2>/dev/null
-		local i
-		for i in $(seq 1 50); do
+		for i in $(seq 1 $(($1 * 5))); do
 			kill -0 "$AGENT_PID" 2>/dev/null || break
 			sleep 0.2
 		done
 		kill -KILL "$AGENT_PID" 2>/dev/null
 		wait "$AGENT_PID" 2>/dev/null
+		AGENT_PID=""
 	fi
+}
+
+_e2e_cleanup()
+{
+	local rc=$?
+	set +e
+	_end_agent 10
 	local p
 	for p in "${EXTRA_PIDS[@]}"; do
 		kill -KILL "$p" 2>/dev/null
@@ -445,15 +453,22 @@ healthz()
 	curl -s --max-time 2 "http://127.0.0.1:$PORT/healthz" 2>/dev/null || true
 }
 
-# start_agent [NAME=VALUE...]: runs `drover agent -c $CFG` in the background
-# from $T (extra environment as given), logging to $T/agent.N.log, and waits
-# (30 s at most) until it consumes: healthz says kafka_assigned true.
-start_agent()
+# _launch_agent [NAME=VALUE...]: runs `drover agent -c $CFG` in the
+# background from $T (extra environment as given), logging to
+# $T/agent.N.log; sets AGENT_PID and AGENT_LOG.
+_launch_agent()
 {
 	AGENT_STARTS=$((AGENT_STARTS + 1))
 	AGENT_LOG=$T/agent.$AGENT_STARTS.log
 	(cd "$T" && exec env "$@" "$DROVER_BIN" agent -c "$CFG") >"$AGENT_LOG" 2>&1 &
 	AGENT_PID=$!
+}
+
+# start_agent [NAME=VALUE...]: starts the agent (see _launch_agent) and waits
+# (30 s at most) until it consumes: healthz says kafka_assigned true.
+start_agent()
+{
+	_launch_agent "$@"
 	local end=$((SECONDS + 30)) h
 	while :; do
 		if ! kill -0 "$AGENT_PID" 2>/dev/null; then
@@ -470,12 +485,49 @@ start_agent()
 	say "agent started (pid $AGENT_PID, port $PORT)"
 }
 
-# stop_agent [TIMEOUT]: SIGTERM, waits, asserts exit code 0.
+# start_agent_nowait [WHEN]: starts the agent (see _launch_agent) and only
+# waits (30 s at most) until its admin API answers, not for partitions (it
+# cannot get them while its broker is down). If the agent exits meanwhile
+# the test fails with "the agent exited WHEN" (default: "at start").
+start_agent_nowait()
+{
+	local why=${1:-}
+	_launch_agent
+	local end=$((SECONDS + 30))
+	until [ -n "$(healthz)" ]; do
+		kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent exited ${why:-at start}"
+		[ "$SECONDS" -lt "$end" ] || fail "the agent's admin API did not answer within 30 s"
+		sleep 0.2
+	done
+	say "agent started (pid $AGENT_PID, port $PORT), not waiting for partitions"
+}
+
+# wait_health KEY true|false [TIMEOUT]: until /healthz has "KEY":VALUE.
+wait_health()
+{
+	local key=$1 want=$2 timeout=${3:-30} end h
+	end=$((SECONDS + timeout))
+	while :; do
+		h=$(healthz)
+		case "$h" in *"\"$key\":$want"*) return 0 ;; esac
+		[ "$SECONDS" -lt "$end" ] || fail "/healthz has no \"$key\":$want after $timeout s: $h"
+		sleep 0.2
+	done
+}
+
+# stop_agent [TIMEOUT]: SIGTERM, then wait_agent_stopped TIMEOUT (default 30).
 stop_agent()
 {
-	local timeout=${1:-30} end rc=0
 	[ -n "$AGENT_PID" ] || fail "stop_agent: no agent running"
 	kill -TERM "$AGENT_PID"
+	wait_agent_stopped "${1:-30}"
+}
+
+# wait_agent_stopped TIMEOUT: the agent, sent SIGTERM, exits within TIMEOUT
+# seconds with code 0 and its log says "agent: stopped".
+wait_agent_stopped()
+{
+	local timeout=$1 end rc=0
 	end=$((SECONDS + timeout))
 	while kill -0 "$AGENT_PID" 2>/dev/null; do
 		[ "$SECONDS" -lt "$end" ] || fail "the agent did not stop within $timeout s of SIGTERM"
@@ -661,4 +713,352 @@ wait_pid_gone()
 		[ "$SECONDS" -lt "$end" ] || fail "process $pid is still running after $timeout s"
 		sleep 0.1
 	done
+}
+
+# db SQL: a query on the store of the agent of $STATE_DIR.
+db()
+{
+	sqlite3 "$STATE_DIR/drover.db" "$1"
+}
+
+# ---------------------------------------------------------------- Kafka records
+
+# kafka_produce_keyed WHAT < lines: "key<TAB>value" lines to the events
+# topic, one record each, in one kcat call (WHAT names them if it fails).
+kafka_produce_keyed()
+{
+	kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -K $'\t' || fail "kcat could not produce $1"
+}
+
+# kafka_produce_webhooks FILE: each "key<TAB>delivery id<TAB>GitHub push
+# body" line of FILE as a raw webhook record, with its own X-GitHub-Event
+# (push) and X-GitHub-Delivery headers.
+kafka_produce_webhooks()
+{
+	local key id body
+	while IFS=$'\t' read -r key id body; do
+		printf '%s\n' "$body" | kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -k "$key" \
+			-H "x-github-event=push" -H "x-github-delivery=$id" ||
+			fail "kcat could not produce $id"
+	done <"$1"
+}
+
+# ---------------------------------------------------------------- a private broker
+
+PRIVATE_KAFKA=$T/kafka
+
+# private_kafka_start [PORT]: starts (or restarts, data kept) a broker of the
+# test's own in $PRIVATE_KAFKA, for tests that stop, kill or restart their
+# broker (the suite's is left alone); PORT 0 (the default) picks free ports.
+# Sets KAFKA_BROKERS to its address and DROVER_KAFKA_DIR to its directory
+# (write_config and kafka_topic create topics there). From the first call
+# on, the test's end runs _private_kafka_cleanup.
+private_kafka_start()
+{
+	local out
+	trap _private_kafka_cleanup EXIT
+	out=$("$DROVER_SRC/packaging/kafka.sh" start --dir "$PRIVATE_KAFKA" --port "${1:-0}" \
+		--auto-create 2>&1) || fail "starting the private broker: $out"
+	KAFKA_BROKERS=$("$DROVER_SRC/packaging/kafka.sh" status --dir "$PRIVATE_KAFKA") ||
+		fail "the private broker does not run after start: $out"
+	DROVER_KAFKA_DIR=$PRIVATE_KAFKA
+}
+
+# private_kafka_stop: stops the private broker; fails if it still runs.
+private_kafka_stop()
+{
+	local out
+	out=$("$DROVER_SRC/packaging/kafka.sh" stop --dir "$PRIVATE_KAFKA" 2>&1) ||
+		fail "stopping the private broker: $out"
+	! "$DROVER_SRC/packaging/kafka.sh" status --dir "$PRIVATE_KAFKA" >/dev/null 2>&1 ||
+		fail "the private broker still runs after stop"
+}
+
+# Runs before lib.sh's cleanup (which removes $T, the broker's directory):
+# the agent gets SIGTERM and 20 s (then SIGKILL: it may wait on an absent
+# broker), EXTRA_PIDS get SIGKILL, then the private broker is stopped. The
+# test's exit code is kept.
+_private_kafka_cleanup()
+{
+	local rc=$? p
+	set +e
+	_end_agent 20
+	for p in "${EXTRA_PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	EXTRA_PIDS=()
+	"$DROVER_SRC/packaging/kafka.sh" stop --dir "$PRIVATE_KAFKA" >/dev/null 2>&1
+	(exit "$rc")
+	_e2e_cleanup
+}
+
+# ---------------------------------------------------------------- several agents
+
+# A test may run several agents at once, each in a slot named by a word (1,
+# 2, A, B...) that keeps its config, admin port, state directory, pid and
+# log. slot_use points lib.sh's CFG, PORT, STATE_DIR and AGENT_LOG at one
+# (so that metric, wait_metric, runs_json... ask that agent). The agents
+# running in slots are the EXTRA_PIDS (killed at the end); AGENT_PID stays
+# empty between the slot_* calls.
+SLOTS=() # slot names, in the order they were first configured
+declare -A SLOT_CFG=() SLOT_PORT=() SLOT_STATE=() SLOT_PID=() SLOT_LOG=()
+
+# slot_configure X NAME [YAML LINE...]: slot X gets config $T/agent-NAME.yaml
+# (write_config with the lines given), state directory $T/state-NAME and a
+# free admin port; no agent runs in it yet.
+slot_configure()
+{
+	local x=$1 name=$2
+	shift 2
+	CFG=$T/agent-$name.yaml
+	STATE_DIR=$T/state-$name
+	PORT=""
+	write_config "$@"
+	case " ${SLOTS[*]} " in
+	*" $x "*) ;;
+	*) SLOTS+=("$x") ;;
+	esac
+	SLOT_CFG[$x]=$CFG
+	SLOT_PORT[$x]=$PORT
+	SLOT_STATE[$x]=$STATE_DIR
+	SLOT_PID[$x]=""
+	SLOT_LOG[$x]=""
+}
+
+# slot_use X: points CFG, PORT, STATE_DIR, AGENT_LOG at slot X.
+slot_use()
+{
+	CFG=${SLOT_CFG[$1]}
+	PORT=${SLOT_PORT[$1]}
+	STATE_DIR=${SLOT_STATE[$1]}
+	AGENT_LOG=${SLOT_LOG[$1]:-}
+	AGENT_PID=""
+}
+
+# slot_sync_pids: EXTRA_PIDS becomes the pids of the slots' running agents.
+slot_sync_pids()
+{
+	local x
+	EXTRA_PIDS=()
+	for x in "${SLOTS[@]}"; do
+		[ -z "${SLOT_PID[$x]}" ] || EXTRA_PIDS+=("${SLOT_PID[$x]}")
+	done
+}
+
+# slot_start X: starts slot X's agent (start_agent: waits until it has
+# partitions).
+slot_start()
+{
+	slot_use "$1"
+	start_agent
+	SLOT_PID[$1]=$AGENT_PID
+	SLOT_LOG[$1]=$AGENT_LOG
+	AGENT_PID=""
+	slot_sync_pids
+}
+
+# slot_stop X [TIMEOUT]: SIGTERM to slot X's agent; asserts it stops within
+# TIMEOUT (default 30 s) with exit code 0 (stop_agent).
+slot_stop()
+{
+	slot_use "$1"
+	AGENT_PID=${SLOT_PID[$1]}
+	stop_agent "${2:-30}"
+	SLOT_PID[$1]=""
+	slot_sync_pids
+}
+
+# slot_kill X: SIGKILL to slot X's agent, no cleanup of any kind.
+slot_kill()
+{
+	local pid=${SLOT_PID[$1]}
+	kill -KILL "$pid"
+	wait "$pid" 2>/dev/null || true
+	SLOT_PID[$1]=""
+	slot_sync_pids
+}
+
+# slot_partitions X: how many partitions slot X's agent holds now, from its
+# log: "intake: assigned N" adds, "revoked N" and "lost N" take away (an
+# eager rebalance revokes everything and assigns anew, a cooperative one
+# only moves the difference; the sum is right for both).
+slot_partitions()
+{
+	awk '/intake: assigned [0-9]+ partition/ { n += $(NF - 1) }
+	     /intake: (revoked|lost) [0-9]+ partition/ { n -= $(NF - 1) }
+	     END { print n + 0 }' "${SLOT_LOG[$1]}"
+}
+
+# slot_wait_owns X COUNT [TIMEOUT]: until slot X's agent holds COUNT
+# partitions (default 30 s).
+slot_wait_owns()
+{
+	local x=$1 want=$2 timeout=${3:-30} end
+	end=$((SECONDS + timeout))
+	until [ "$(slot_partitions "$x")" -eq "$want" ]; do
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "agent $x holds $(slot_partitions "$x") partitions, not $want, after $timeout s"
+		sleep 0.3
+	done
+}
+
+# slot_wait_split X Y [TIMEOUT]: until the agents of slots X and Y each hold
+# some of the events topic's EVENTS_PARTITIONS (default 4) partitions, and
+# together all of them.
+slot_wait_split()
+{
+	local x=$1 y=$2 timeout=${3:-30} all=${EVENTS_PARTITIONS:-4} end nx ny
+	end=$((SECONDS + timeout))
+	while :; do
+		nx=$(slot_partitions "$x")
+		ny=$(slot_partitions "$y")
+		[ "$nx" -ge 1 ] && [ "$ny" -ge 1 ] && [ $((nx + ny)) -eq "$all" ] && break
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "partitions split $nx + $ny, not two ways over $all, after $timeout s"
+		sleep 0.3
+	done
+	say "partitions split: agent $x $nx, agent $y $ny"
+}
+
+# slot_lag X: slot X's consumer-lag gauges, "partition=lag" lines sorted.
+slot_lag()
+{
+	slot_use "$1"
+	metrics | sed -n 's/^drover_consumer_lag{partition="\([0-9]*\)"} \([0-9-]*\)$/\1=\2/p' |
+		sort -n
+}
+
+# slot_wait_consumed X [TIMEOUT] [COUNT]: until slot X's agent has consumer-lag
+# gauges for COUNT partitions (default: as many as it holds now, at least
+# one) and all are 0: what it was given is recorded and its offsets
+# committed. TIMEOUT defaults to 45 s.
+slot_wait_consumed()
+{
+	local x=$1 timeout=${2:-45} count=${3:-} end lag n
+	end=$((SECONDS + timeout))
+	while :; do
+		lag=$(slot_lag "$x" | tr '\n' ' ')
+		n=${count:-$(slot_partitions "$x")}
+		[ "$n" -ge 1 ] && [ "$(wc -w <<<"$lag")" -eq "$n" ] &&
+			[ -z "$(tr ' ' '\n' <<<"$lag" | grep -v '=0$' | grep . || true)" ] && return 0
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "agent $x's consumer lag is '${lag% }' after $timeout s, not 0 on $n partition(s)"
+		sleep 0.5
+	done
+}
+
+# slot_all_runs: the runs of every slot's store (`drover runs --json`, 10000
+# at most each) as one JSON array, each run with "agent": its slot's name.
+slot_all_runs()
+{
+	local x
+	for x in "${SLOTS[@]}"; do
+		slot_use "$x"
+		runs_json --limit 10000 >"$T/runs.$x.json"
+	done
+	python3 -c '
+import json, sys
+out = []
+for x in sys.argv[2:]:
+    for r in json.load(open("%s/runs.%s.json" % (sys.argv[1], x))):
+        r["agent"] = x
+        out.append(r)
+print(json.dumps(out))
+' "$T" "${SLOTS[@]}"
+}
+
+# slot_wait_runs WANT TIMEOUT [CHECK...]: until the slots' stores hold WANT
+# runs together, all finished. More than WANT fails at once, after running
+# the command CHECK (which should fail saying which events ran twice).
+slot_wait_runs()
+{
+	local want=$1 timeout=$2 end got
+	shift 2
+	end=$((SECONDS + timeout))
+	while :; do
+		got=$(slot_all_runs | python3 -c '
+import json, sys
+runs = json.load(sys.stdin)
+print(len(runs), sum(1 for r in runs if r["status"] not in ("queued", "running")))
+')
+		if [ "${got% *}" -gt "$want" ]; then
+			[ "$#" -eq 0 ] || "$@" >/dev/null
+			fail "${got% *} runs for $want events"
+		fi
+		[ "$got" = "$want $want" ] && return 0
+		[ "$SECONDS" -lt "$end" ] ||
+			fail "(total, finished) runs are ($got), not ($want $want), after $timeout s"
+		sleep 0.5
+	done
+}
+
+# ---------------------------------------------------------------- stage processes
+
+# write_stage_script SHORT: $T/stage.sh MODE, for stages to exec (so $$ is
+# the stage's process). It records its pid in $T/pids (lib.sh's cleanup
+# reads them) and pid and start time (/proc/PID/stat field 22) in
+# $T/starts/RUN.STAGE.ATTEMPT, works, then appends "RUN STAGE ATTEMPT" to
+# $T/done. MODE short sleeps 0.SHORT to 0.(SHORT+3) s (by run id); gate
+# waits for $T/release (60 s at most), then 0.3 s; long sleeps 60 s on its
+# first attempt only; stuck always.
+write_stage_script()
+{
+	mkdir -p "$T/starts"
+	touch "$T/done"
+	cat >"$T/stage.sh" <<STAGE
+#!/bin/sh
+set -e
+mode=\$1
+tag=\$DROVER_RUN_ID.\$DROVER_STAGE.\$DROVER_ATTEMPT
+echo \$\$ >"$T/pids/\$tag.pid"
+read -r stat </proc/\$\$/stat
+set -- \$stat
+echo "\$\$ \${22}" >"$T/starts/\$tag"
+case \$mode in
+short) sleep "0.\$((DROVER_RUN_ID % 4 + $1))" ;;
+gate)
+	i=0
+	while [ ! -e "$T/release" ] && [ \$i -lt 600 ]; do
+		sleep 0.1
+		i=\$((i + 1))
+	done
+	sleep 0.3
+	;;
+long) [ "\$DROVER_ATTEMPT" -gt 1 ] || exec sleep 60 ;;
+stuck) exec sleep 60 ;;
+esac
+echo "\$DROVER_RUN_ID \$DROVER_STAGE \$DROVER_ATTEMPT" >>"$T/done"
+STAGE
+	chmod +x "$T/stage.sh"
+}
+
+# write_stage_pipeline NAME BRANCH STAGE MODE [RETRIES]: pipeline NAME, run
+# by pushes to BRANCH, of one stage STAGE that execs $T/stage.sh MODE
+# (write_stage_script), retried RETRIES times (none by default) 100 ms apart.
+write_stage_pipeline()
+{
+	{
+		echo "name: $1"
+		echo "on:"
+		echo "  push: { branches: [$2] }"
+		echo "checkout: false"
+		echo "stages:"
+		echo "  - name: $3"
+		echo "    uses: shell"
+		[ -z "${5:-}" ] || echo "    retry: { attempts: $5, delay: 100ms }"
+		echo "    with: { run: \"exec @T@/stage.sh $4\" }"
+	} | write_pipeline "$1"
+}
+
+# is_stage_alive TAG: the stage process of TAG (run.stage.attempt) still
+# runs: its pid is there with the start time it recorded, and not a zombie
+# (so a reused pid is never taken for a stage).
+is_stage_alive()
+{
+	local pid start stat f
+	read -r pid start <"$T/starts/$1" 2>/dev/null || return 1
+	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+	read -r -a f <<<"${stat##*) }" # f[0] is field 3 (state), f[19] field 22
+	[ "${f[0]}" != Z ] && [ "${f[0]}" != X ] && [ "${f[19]}" = "$start" ]
 }

@@ -68,9 +68,7 @@ for i in range(count):
                    "commits": [], "head_commit": {"id": sha, "message": "change %d" % i},
                    "padding": ("%d." % i) * (pad // (len(str(i)) + 1))}}
     print("%s\t%s" % (repo, json.dumps(ev, separators=(",", ":"))))
-' "$1" "$2" "$N_REPOS" "$PAD_BYTES" |
-		kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -K $'\t' ||
-		fail "kcat could not produce the burst"
+' "$1" "$2" "$N_REPOS" "$PAD_BYTES" | kafka_produce_keyed "the burst"
 }
 
 rss_kb()

@@ -25,86 +25,11 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_real_kafka
 
-PRIVATE_KAFKA=$T/kafka
-
-# private_kafka_start [PORT]: starts (or restarts, data kept) the private
-# broker; port 0 picks free ports. Sets KAFKA_BROKERS to its address.
-private_kafka_start()
-{
-	local out
-	out=$("$DROVER_SRC/packaging/kafka.sh" start --dir "$PRIVATE_KAFKA" --port "${1:-0}" \
-		--auto-create 2>&1) || fail "starting the private broker: $out"
-	KAFKA_BROKERS=$("$DROVER_SRC/packaging/kafka.sh" status --dir "$PRIVATE_KAFKA") ||
-		fail "the private broker does not run after start: $out"
-}
-
-private_kafka_stop()
-{
-	local out
-	out=$("$DROVER_SRC/packaging/kafka.sh" stop --dir "$PRIVATE_KAFKA" 2>&1) ||
-		fail "stopping the private broker: $out"
-	! "$DROVER_SRC/packaging/kafka.sh" status --dir "$PRIVATE_KAFKA" >/dev/null 2>&1 ||
-		fail "the private broker still runs after stop"
-}
-
-# Runs before lib.sh's cleanup (which removes $T, the broker's directory):
-# a failed test's agent is stopped first (it would wait on the absent broker),
-# then the private broker. The test's exit code is kept.
-_private_kafka_cleanup()
-{
-	local rc=$? i
-	set +e
-	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
-		kill -TERM "$AGENT_PID" 2>/dev/null
-		for i in $(seq 1 100); do
-			kill -0 "$AGENT_PID" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -KILL "$AGENT_PID" 2>/dev/null
-		wait "$AGENT_PID" 2>/dev/null
-		AGENT_PID=""
-	fi
-	"$DROVER_SRC/packaging/kafka.sh" stop --dir "$PRIVATE_KAFKA" >/dev/null 2>&1
-	(exit "$rc")
-	_e2e_cleanup
-}
-trap _private_kafka_cleanup EXIT
-
-# wait_health KEY true|false [TIMEOUT]: until /healthz has "KEY":VALUE.
-wait_health()
-{
-	local key=$1 want=$2 timeout=${3:-30} end h
-	end=$((SECONDS + timeout))
-	while :; do
-		h=$(healthz)
-		case "$h" in *"\"$key\":$want"*) return 0 ;; esac
-		[ "$SECONDS" -lt "$end" ] || fail "/healthz has no \"$key\":$want after $timeout s: $h"
-		sleep 0.2
-	done
-}
-
 # assert_same_agent PID: the agent still runs and is the process we started.
 assert_same_agent()
 {
 	[ "$AGENT_PID" = "$1" ] || fail "the agent's pid changed from $1 to $AGENT_PID"
 	kill -0 "$1" 2>/dev/null || fail "the agent (pid $1) died during the outage"
-}
-
-# start_agent_nowait: like start_agent, but only waits until the admin API
-# answers, not for partitions.
-start_agent_nowait()
-{
-	AGENT_STARTS=$((AGENT_STARTS + 1))
-	AGENT_LOG=$T/agent.$AGENT_STARTS.log
-	(cd "$T" && exec "$DROVER_BIN" agent -c "$CFG") >"$AGENT_LOG" 2>&1 &
-	AGENT_PID=$!
-	local end=$((SECONDS + 30))
-	until [ -n "$(healthz)" ]; do
-		kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent exited at start"
-		[ "$SECONDS" -lt "$end" ] || fail "the agent's admin API did not answer within 30 s"
-		sleep 0.2
-	done
-	say "agent started (pid $AGENT_PID, port $PORT)"
 }
 
 # emit_push ID: a push to master with delivery id ID; prints the run it starts.
@@ -125,7 +50,6 @@ outbox_rows()
 say "starting a private broker"
 private_kafka_start 0
 broker_port=${KAFKA_BROKERS##*:}
-DROVER_KAFKA_DIR=$PRIVATE_KAFKA # write_config creates the events topic there
 kafka_topic "$RESULTS_TOPIC" 2
 
 sha=$(printf 'b%.0s' $(seq 40))

@@ -47,24 +47,10 @@ N_REPOS=8
 N_W1=16 # first wave, before the crash
 N_W2=24 # second wave, the one the crash cuts
 N_W3=8  # third wave, after A is back
-PRIVATE_KAFKA=$T/kafka
 SQL_DB=drover.db
+HOLDER_PID="" # the process holding an agent's store lock (lock_store)
 
-# Per-agent slots (a, b): config, admin port, state directory, pid, log.
-declare -A CFGS=() PORTS=() STATES=() PIDS=() LOGS=()
-HOLDER_PID=""
-
-# private_kafka_start [PORT]: starts (or restarts, data kept) the private
-# broker; port 0 picks free ports. Sets KAFKA_BROKERS to its address.
-private_kafka_start()
-{
-	local out
-	out=$("$DROVER_SRC/packaging/kafka.sh" start --dir "$PRIVATE_KAFKA" --port "${1:-0}" \
-		--auto-create 2>&1) || fail "starting the private broker: $out"
-	KAFKA_BROKERS=$("$DROVER_SRC/packaging/kafka.sh" status --dir "$PRIVATE_KAFKA") ||
-		fail "the private broker does not run after start: $out"
-}
-
+# broker_pid: the private broker's pid.
 broker_pid()
 {
 	local pid
@@ -73,143 +59,15 @@ broker_pid()
 	printf '%s\n' "$pid"
 }
 
-# Runs before lib.sh's cleanup (which removes $T, the broker's directory):
-# the agents and the lock holder are killed first (a stopped agent would
-# wait on the broker), then the private broker is stopped. The exit code is
-# kept.
-_crash_handover_cleanup()
-{
-	local rc=$? p
-	set +e
-	for p in "${PIDS[@]}" "$HOLDER_PID"; do
-		[ -n "$p" ] || continue
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	"$DROVER_SRC/packaging/kafka.sh" stop --dir "$PRIVATE_KAFKA" >/dev/null 2>&1
-	(exit "$rc")
-	_e2e_cleanup
-}
-trap _crash_handover_cleanup EXIT
-
 # ---------------------------------------------------------------- agents
-
-sync_extra_pids()
-{
-	local p
-	EXTRA_PIDS=()
-	for p in "${PIDS[@]}"; do
-		[ -z "$p" ] || EXTRA_PIDS+=("$p")
-	done
-}
-
-# use_agent X: points lib.sh's CFG, PORT, STATE_DIR, AGENT_LOG at agent X.
-use_agent()
-{
-	CFG=${CFGS[$1]}
-	PORT=${PORTS[$1]}
-	STATE_DIR=${STATES[$1]}
-	AGENT_LOG=${LOGS[$1]:-}
-	AGENT_PID=""
-}
-
-# configure_agent X: agent X's config and state directory.
-configure_agent()
-{
-	CFG=$T/agent-$1.yaml
-	STATE_DIR=$T/state-$1
-	PORT=""
-	write_config "stop_grace: 5s"
-	CFGS[$1]=$CFG
-	PORTS[$1]=$PORT
-	STATES[$1]=$STATE_DIR
-	PIDS[$1]=""
-	LOGS[$1]=""
-}
-
-# start_agent_x X: starts agent X (waits until it has partitions).
-start_agent_x()
-{
-	use_agent "$1"
-	start_agent
-	PIDS[$1]=$AGENT_PID
-	LOGS[$1]=$AGENT_LOG
-	AGENT_PID=""
-	sync_extra_pids
-}
-
-# kill_agent_x X: SIGKILL, no cleanup of any kind.
-kill_agent_x()
-{
-	local pid=${PIDS[$1]}
-	kill -KILL "$pid"
-	wait "$pid" 2>/dev/null || true
-	PIDS[$1]=""
-	sync_extra_pids
-}
-
-# partitions_of X: partitions agent X holds now per its current log
-# ("assigned N" adds, "revoked N" and "lost N" take away).
-partitions_of()
-{
-	awk '/intake: assigned [0-9]+ partition/ { n += $(NF - 1) }
-	     /intake: (revoked|lost) [0-9]+ partition/ { n -= $(NF - 1) }
-	     END { print n + 0 }' "${LOGS[$1]}"
-}
-
-# wait_owns X COUNT [TIMEOUT]: until agent X holds COUNT partitions.
-wait_owns()
-{
-	local x=$1 want=$2 timeout=${3:-30} end
-	end=$((SECONDS + timeout))
-	until [ "$(partitions_of "$x")" -eq "$want" ]; do
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "agent $x holds $(partitions_of "$x") partitions, not $want, after $timeout s"
-		sleep 0.3
-	done
-}
-
-# wait_split [TIMEOUT]: until A and B each hold some of the 4 partitions.
-wait_split()
-{
-	local timeout=${1:-30} end na nb
-	end=$((SECONDS + timeout))
-	while :; do
-		na=$(partitions_of a)
-		nb=$(partitions_of b)
-		[ "$na" -ge 1 ] && [ "$nb" -ge 1 ] && [ $((na + nb)) -eq 4 ] && break
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "partitions split $na + $nb, not two ways over 4, after $timeout s"
-		sleep 0.3
-	done
-	say "partitions split A $na + B $nb"
-}
-
-# wait_consumed X [TIMEOUT]: until agent X has a consumer-lag gauge for each
-# partition it holds and all are 0 (what it was given is recorded and its
-# offsets committed).
-wait_consumed()
-{
-	local x=$1 timeout=${2:-45} end lag n
-	use_agent "$x"
-	end=$((SECONDS + timeout))
-	while :; do
-		lag=$(metrics | sed -n 's/^drover_consumer_lag{partition="\([0-9]*\)"} \([0-9-]*\)$/\1=\2/p' |
-			sort -n | tr '\n' ' ')
-		n=$(partitions_of "$x")
-		[ "$n" -ge 1 ] && [ "$(wc -w <<<"$lag")" -eq "$n" ] &&
-			[ -z "$(tr ' ' '\n' <<<"$lag" | grep -v '=0$' | grep . || true)" ] && return 0
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "agent $x's consumer lag is '${lag% }' after $timeout s, not 0 on its $n partition(s)"
-		sleep 0.5
-	done
-}
+# Agents A and B run in lib.sh's slots A and B (state directories
+# $T/state-a and $T/state-b, which the mark stage tells apart).
 
 # db_query X SQL: a read-only query on agent X's database.
 db_query()
 {
-	sqlite3 "file:${STATES[$1]}/$SQL_DB?mode=ro" "$2" ||
-		fail "cannot query ${STATES[$1]}/$SQL_DB: $2"
+	sqlite3 "file:${SLOT_STATE[$1]}/$SQL_DB?mode=ro" "$2" ||
+		fail "cannot query ${SLOT_STATE[$1]}/$SQL_DB: $2"
 }
 
 # ---------------------------------------------------------------- events
@@ -232,8 +90,8 @@ for i in range(count):
                    "pusher": {"name": "e2e"}, "created": False, "deleted": False,
                    "commits": [], "head_commit": {"id": sha, "message": "change %d" % i}}}
     print("%s\t%s" % (repo, json.dumps(ev, separators=(",", ":"))))
-' "$1" "$2" "$N_REPOS" | kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -K $'\t' ||
-		fail "kcat could not produce the events $1-0..$(($2 - 1))"
+' "$1" "$2" "$N_REPOS" |
+		kafka_produce_keyed "the events $1-0..$(($2 - 1))"
 }
 
 # expected_ids: every event id produced, one per line.
@@ -245,55 +103,13 @@ expected_ids()
 	for ((i = 0; i < N_W3; i++)); do echo "w3-$i"; done
 }
 
-# all_runs: both agents' runs as one JSON array, each with "agent".
-all_runs()
-{
-	local x
-	for x in a b; do
-		use_agent "$x"
-		runs_json --limit 10000 >"$T/runs.$x.json"
-	done
-	python3 -c '
-import json, sys
-out = []
-for x in ("a", "b"):
-    for r in json.load(open("%s/runs.%s.json" % (sys.argv[1], x))):
-        r["agent"] = x.upper()
-        out.append(r)
-print(json.dumps(out))
-' "$T"
-}
-
-# wait_total_runs WANT [TIMEOUT]: until both stores hold WANT runs together,
-# all finished; more than WANT fails at once (check_exactly_once says which).
-wait_total_runs()
-{
-	local want=$1 timeout=${2:-45} end got
-	end=$((SECONDS + timeout))
-	while :; do
-		got=$(all_runs | python3 -c '
-import json, sys
-runs = json.load(sys.stdin)
-print(len(runs), sum(1 for r in runs if r["status"] not in ("queued", "running")))
-')
-		if [ "${got% *}" -gt "$want" ]; then
-			check_exactly_once
-			fail "${got% *} runs for $want events"
-		fi
-		[ "$got" = "$want $want" ] && return 0
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "(total, finished) runs are ($got), not ($want $want), after $timeout s"
-		sleep 0.5
-	done
-}
-
 # check_exactly_once: every expected id has exactly one run across the two
 # stores, which succeeded, and one line in the marks file; nothing else.
 # Events A recorded before its crash ($T/a-recorded) are counted apart.
 check_exactly_once()
 {
 	expected_ids >"$T/expected"
-	all_runs >"$T/runs.all.json"
+	slot_all_runs >"$T/runs.all.json"
 	python3 - "$T/expected" "$T/runs.all.json" "$T/marks" "$T/a-recorded" <<'EOF' ||
 import collections, json, os, sys
 want = open(sys.argv[1]).read().split()
@@ -358,8 +174,9 @@ end = time.monotonic() + 30
 while not os.path.exists(sys.argv[2]) and time.monotonic() < end:
     time.sleep(0.01)
 con.execute("ROLLBACK")
-' "${STATES[$1]}/$SQL_DB" "$T/unlock" >"$T/holder.out" 2>&1 &
+' "${SLOT_STATE[$1]}/$SQL_DB" "$T/unlock" >"$T/holder.out" 2>&1 &
 	HOLDER_PID=$!
+	EXTRA_PIDS+=("$HOLDER_PID") # killed at the end if the test fails first
 	local end=$((SECONDS + 15))
 	until grep -q locked "$T/holder.out"; do
 		kill -0 "$HOLDER_PID" 2>/dev/null || fail "could not lock agent $1's store: $(cat "$T/holder.out")"
@@ -373,6 +190,7 @@ unlock_store()
 	touch "$T/unlock"
 	wait "$HOLDER_PID" || fail "the lock holder failed: $(cat "$T/holder.out")"
 	HOLDER_PID=""
+	slot_sync_pids # EXTRA_PIDS: the agents again
 }
 
 # wait_stuck X [TIMEOUT]: until agent X's event loop is stuck (its /healthz,
@@ -382,7 +200,7 @@ unlock_store()
 wait_stuck()
 {
 	local end=$((SECONDS + ${2:-5}))
-	while curl -s --max-time 0.5 "http://127.0.0.1:${PORTS[$1]}/healthz" >/dev/null 2>&1; do
+	while curl -s --max-time 0.5 "http://127.0.0.1:${SLOT_PORT[$1]}/healthz" >/dev/null 2>&1; do
 		[ "$SECONDS" -lt "$end" ] ||
 			fail "agent $1 kept answering /healthz with its store locked: it did not try to record the second wave"
 		sleep 0.05
@@ -399,7 +217,6 @@ now_ms()
 say "starting a private broker"
 private_kafka_start 0
 broker_port=${KAFKA_BROKERS##*:}
-DROVER_KAFKA_DIR=$PRIVATE_KAFKA # write_config creates the events topic there
 
 write_pipeline mark <<'EOF'
 name: mark
@@ -420,60 +237,60 @@ stages:
         echo "$id $who" >> @T@/marks
 EOF
 KAFKA_PROPS=("session.timeout.ms: 6000" "heartbeat.interval.ms: 1000")
-configure_agent a
-configure_agent b
+slot_configure A a "stop_grace: 5s"
+slot_configure B b "stop_grace: 5s"
 
 say "... two agents in group $KAFKA_GROUP"
-start_agent_x a
-start_agent_x b
-wait_split
+slot_start A
+slot_start B
+slot_wait_split A B
 
 say "... first wave: $N_W1 events over $N_REPOS repositories"
 produce w1 "$N_W1"
-wait_total_runs "$N_W1" 45
-[ "$(db_query a "SELECT count(*) FROM events WHERE id LIKE 'w1-%'")" -ge 1 ] ||
+slot_wait_runs "$N_W1" 45 check_exactly_once
+[ "$(db_query A "SELECT count(*) FROM events WHERE id LIKE 'w1-%'")" -ge 1 ] ||
 	fail "agent A recorded none of the first wave: the repositories' keys do not reach its partitions"
-wait_consumed a 30
-use_agent a
+slot_wait_consumed A 30
+slot_use A
 wait_metric drover_outbox_depth 0 30
 wait_metric drover_runs_active 0 30
 
 say "... second wave with A's store locked; the broker is killed once A holds records"
-lock_store a
+lock_store A
 produce w2 "$N_W2"
-wait_stuck a 5
+wait_stuck A 5
 sleep 0.3 # librdkafka prefetches the rest of A's share meanwhile
 kill -KILL "$(broker_pid)"
 cut_ms=$(now_ms)
 unlock_store
 end=$((SECONDS + 10))
-until [ "$(db_query a "SELECT count(*) FROM events WHERE id LIKE 'w2-%'")" -ge 1 ]; do
+until [ "$(db_query A "SELECT count(*) FROM events WHERE id LIKE 'w2-%'")" -ge 1 ]; do
 	[ "$SECONDS" -lt "$end" ] || fail "agent A recorded none of the second wave after its store was unlocked"
 	sleep 0.05
 done
 sleep 1 # what A does with them without an acknowledged commit (today: runs them)
-kill_agent_x a
-db_query a "SELECT id FROM events WHERE id LIKE 'w2-%' ORDER BY id" >"$T/a-recorded"
+slot_kill A
+db_query A "SELECT id FROM events WHERE id LIKE 'w2-%' ORDER BY id" >"$T/a-recorded"
 n_held=$(wc -l <"$T/a-recorded")
-early=$(db_query a "SELECT count(*) FROM events WHERE id LIKE 'w2-%' AND received_at < $cut_ms")
+early=$(db_query A "SELECT count(*) FROM events WHERE id LIKE 'w2-%' AND received_at < $cut_ms")
 assert_eq "$early" 0 "second-wave events A recorded before the broker died"
 say "A recorded $n_held event(s) of the second wave with the broker dead, then was killed;" \
 	"of which A ran $(grep -c '^w2-[0-9]* A$' "$T/marks" || true) before the kill"
 
 say "... broker restarted; B must take A's partitions and consume them again"
 private_kafka_start "$broker_port"
-wait_owns b 4 60
-wait_consumed b 45 # all 4: B holds them all
-missing=$(LC_ALL=C comm -23 "$T/a-recorded" <(db_query b "SELECT id FROM events WHERE id LIKE 'w2-%' ORDER BY id"))
+slot_wait_owns B 4 60
+slot_wait_consumed B 45 # all 4: B holds them all
+missing=$(LC_ALL=C comm -23 "$T/a-recorded" <(db_query B "SELECT id FROM events WHERE id LIKE 'w2-%' ORDER BY id"))
 [ -z "$missing" ] ||
 	fail "B never consumed these events A had recorded (so no uncommitted hand-over happened): $missing"
 say "B consumed again all $n_held event(s) A had recorded"
 
 say "... A restarted on its state directory"
-start_agent_x a
-wait_split
+slot_start A
+slot_wait_split A B
 produce w3 "$N_W3"
-wait_total_runs $((N_W1 + N_W2 + N_W3)) 45
+slot_wait_runs $((N_W1 + N_W2 + N_W3)) 45 check_exactly_once
 
 say "... checking every event ran exactly once"
 summary=$(check_exactly_once) # an assignment: a failure inside ends the test

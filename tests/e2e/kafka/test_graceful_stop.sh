@@ -32,40 +32,9 @@ source "$(dirname "$0")/../lib.sh"
 require_real_kafka
 
 STOP_GRACE_MS=5000
-mkdir -p "$T/starts"
-: >"$T/done"
 : >"$T/expected"
 
-# $T/stage.sh MODE: what every stage runs (exec'd, so $$ is the stage's
-# process). Records its pid (lib.sh's cleanup reads $T/pids) and start time,
-# works, then appends "RUN STAGE ATTEMPT" to $T/done. MODE short sleeps
-# 0.2-0.5 s; gate waits for $T/release (made just after the SIGTERM), then
-# 0.3 s; long sleeps 60 s on its first attempt only; stuck always.
-cat >"$T/stage.sh" <<EOF
-#!/bin/sh
-set -e
-mode=\$1
-tag=\$DROVER_RUN_ID.\$DROVER_STAGE.\$DROVER_ATTEMPT
-echo \$\$ >"$T/pids/\$tag.pid"
-read -r stat </proc/\$\$/stat
-set -- \$stat
-echo "\$\$ \${22}" >"$T/starts/\$tag"
-case \$mode in
-short) sleep "0.\$((DROVER_RUN_ID % 4 + 2))" ;;
-gate)
-	i=0
-	while [ ! -e "$T/release" ] && [ \$i -lt 600 ]; do
-		sleep 0.1
-		i=\$((i + 1))
-	done
-	sleep 0.3
-	;;
-long) [ "\$DROVER_ATTEMPT" -gt 1 ] || exec sleep 60 ;;
-stuck) exec sleep 60 ;;
-esac
-echo "\$DROVER_RUN_ID \$DROVER_STAGE \$DROVER_ATTEMPT" >>"$T/done"
-EOF
-chmod +x "$T/stage.sh"
+write_stage_script 2 # $T/stage.sh: short stages sleep 0.2-0.5 s
 
 write_pipeline ci <<'EOF'
 name: ci
@@ -81,37 +50,9 @@ stages:
     needs: [build]
     with: { run: "exec @T@/stage.sh short" }
 EOF
-write_pipeline gate <<'EOF'
-name: gate
-on:
-  push: { branches: [gate] }
-checkout: false
-stages:
-  - name: finish
-    uses: shell
-    with: { run: "exec @T@/stage.sh gate" }
-EOF
-write_pipeline long <<'EOF'
-name: long
-on:
-  push: { branches: [long] }
-checkout: false
-stages:
-  - name: wait
-    uses: shell
-    retry: { attempts: 1, delay: 100ms }
-    with: { run: "exec @T@/stage.sh long" }
-EOF
-write_pipeline stuck <<'EOF'
-name: stuck
-on:
-  push: { branches: [stuck] }
-checkout: false
-stages:
-  - name: wait
-    uses: shell
-    with: { run: "exec @T@/stage.sh stuck" }
-EOF
+write_stage_pipeline gate gate finish gate
+write_stage_pipeline long long wait long 1
+write_stage_pipeline stuck stuck wait stuck
 
 # make_batch NAME BRANCH...: $T/NAME.ce (key TAB CloudEvent per line) and
 # $T/NAME.gh (key TAB delivery id TAB GitHub body) with one push per branch
@@ -150,19 +91,8 @@ with open("%s/%s.ce" % (out, name), "w") as ce, open("%s/%s.gh" % (out, name), "
 # with its own X-GitHub-Event and X-GitHub-Delivery headers.
 produce_batch()
 {
-	local key id body
-	kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -K $'\t' <"$T/$1.ce" ||
-		fail "kcat could not produce batch $1"
-	while IFS=$'\t' read -r key id body; do
-		printf '%s\n' "$body" | kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -k "$key" \
-			-H "x-github-event=push" -H "x-github-delivery=$id" ||
-			fail "kcat could not produce $id"
-	done <"$T/$1.gh"
-}
-
-db()
-{
-	sqlite3 "$STATE_DIR/drover.db" "$1"
+	kafka_produce_keyed "batch $1" <"$T/$1.ce"
+	kafka_produce_webhooks "$T/$1.gh"
 }
 
 # wait_db SQL WANT WHAT [TIMEOUT]: until the query prints WANT.
@@ -176,32 +106,6 @@ wait_db()
 		[ "$SECONDS" -lt "$end" ] || fail "$what: '$got', not '$want', after $timeout s"
 		sleep 0.1
 	done
-}
-
-# is_stage_alive TAG: the stage process of TAG (run.stage.attempt) still
-# runs: its pid is there with the start time it recorded, and not a zombie.
-is_stage_alive()
-{
-	local pid start stat f
-	read -r pid start <"$T/starts/$1" 2>/dev/null || return 1
-	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-	read -r -a f <<<"${stat##*) }" # f[0] is field 3 (state), f[19] field 22
-	[ "${f[0]}" != Z ] && [ "${f[0]}" != X ] && [ "${f[19]}" = "$start" ]
-}
-
-# wait_stopped TIMEOUT: the agent, sent SIGTERM, exits 0 in time (as
-# lib.sh's stop_agent, which sends the signal itself).
-wait_stopped()
-{
-	local end=$((SECONDS + $1)) rc=0
-	while kill -0 "$AGENT_PID" 2>/dev/null; do
-		[ "$SECONDS" -lt "$end" ] || fail "the agent did not stop within $1 s of SIGTERM"
-		sleep 0.1
-	done
-	wait "$AGENT_PID" || rc=$?
-	AGENT_PID=""
-	assert_eq "$rc" 0 "exit code of the agent after SIGTERM"
-	grep -q 'agent: stopped' "$AGENT_LOG" || fail "the agent log has no 'agent: stopped'"
 }
 
 run_id_of()
@@ -240,7 +144,7 @@ say "SIGTERM with $(wc -w <<<"$running") stage(s) running and $queued waiting to
 t_sig=$(date +%s%3N)
 kill -TERM "$AGENT_PID"
 touch "$T/release"
-wait_stopped 60
+wait_agent_stopped 60
 t_stopped=$(date +%s%3N)
 say "the agent stopped $((t_stopped - t_sig)) ms after SIGTERM (stop_grace ${STOP_GRACE_MS} ms)"
 

@@ -37,33 +37,11 @@ require_real_kafka
 
 ROUNDS=5     # odd rounds kill while long stages surely run, even ones soon after producing
 PER_ROUND=48 # events per round: ROUNDS * PER_ROUND >= 200
-mkdir -p "$T/starts"
-: >"$T/done"
 : >"$T/expected"
 
 # ---------------------------------------------------------------- stages
 
-# $T/stage.sh MODE: what every stage runs (exec'd, so $$ is the stage's
-# process). Records its pid (lib.sh's cleanup reads $T/pids) and start time,
-# works, then appends "RUN STAGE ATTEMPT" to $T/done. MODE short sleeps
-# 0.1-0.4 s; long sleeps 60 s on its first attempt only; stuck always.
-cat >"$T/stage.sh" <<EOF
-#!/bin/sh
-set -e
-mode=\$1
-tag=\$DROVER_RUN_ID.\$DROVER_STAGE.\$DROVER_ATTEMPT
-echo \$\$ >"$T/pids/\$tag.pid"
-read -r stat </proc/\$\$/stat
-set -- \$stat
-echo "\$\$ \${22}" >"$T/starts/\$tag"
-case \$mode in
-short) sleep "0.\$((DROVER_RUN_ID % 4 + 1))" ;;
-long) [ "\$DROVER_ATTEMPT" -gt 1 ] || exec sleep 60 ;;
-stuck) exec sleep 60 ;;
-esac
-echo "\$DROVER_RUN_ID \$DROVER_STAGE \$DROVER_ATTEMPT" >>"$T/done"
-EOF
-chmod +x "$T/stage.sh"
+write_stage_script 1 # $T/stage.sh: short stages sleep 0.1-0.4 s
 
 write_pipeline ci <<'EOF'
 name: ci
@@ -80,37 +58,9 @@ stages:
     needs: [build]
     with: { run: "exec @T@/stage.sh short" }
 EOF
-write_pipeline release <<'EOF'
-name: release
-on:
-  push: { branches: [release] }
-checkout: false
-stages:
-  - name: deploy
-    uses: shell
-    with: { run: "exec @T@/stage.sh short" }
-EOF
-write_pipeline long <<'EOF'
-name: long
-on:
-  push: { branches: [long] }
-checkout: false
-stages:
-  - name: wait
-    uses: shell
-    retry: { attempts: 1, delay: 100ms }
-    with: { run: "exec @T@/stage.sh long" }
-EOF
-write_pipeline stuck <<'EOF'
-name: stuck
-on:
-  push: { branches: [stuck] }
-checkout: false
-stages:
-  - name: wait
-    uses: shell
-    with: { run: "exec @T@/stage.sh stuck" }
-EOF
+write_stage_pipeline release release deploy short
+write_stage_pipeline long long wait long 1
+write_stage_pipeline stuck stuck wait stuck
 
 # ---------------------------------------------------------------- events
 
@@ -155,34 +105,17 @@ with open("%s/round.%d.ce" % (out, r), "w") as ce, open("%s/round.%d.gh" % (out,
 # produce_cloudevents R: the round's CloudEvents, in one kcat call.
 produce_cloudevents()
 {
-	kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -K $'\t' <"$T/round.$1.ce" ||
-		fail "kcat could not produce round $1"
+	kafka_produce_keyed "round $1" <"$T/round.$1.ce"
 }
 
 # produce_webhooks R: each raw GitHub webhook of the round, with its own
 # X-GitHub-Event and X-GitHub-Delivery headers.
 produce_webhooks()
 {
-	local key id body
-	while IFS=$'\t' read -r key id body; do
-		printf '%s\n' "$body" | kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -k "$key" \
-			-H "x-github-event=push" -H "x-github-delivery=$id" ||
-			fail "kcat could not produce $id"
-	done <"$T/round.$1.gh"
+	kafka_produce_webhooks "$T/round.$1.gh"
 }
 
 # ---------------------------------------------------------------- processes
-
-# is_stage_alive TAG: the stage process of TAG (run.stage.attempt) still
-# runs: its pid is there with the start time it recorded, and not a zombie.
-is_stage_alive()
-{
-	local pid start stat f
-	read -r pid start <"$T/starts/$1" 2>/dev/null || return 1
-	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-	read -r -a f <<<"${stat##*) }" # f[0] is field 3 (state), f[19] field 22
-	[ "${f[0]}" != Z ] && [ "${f[0]}" != X ] && [ "${f[19]}" = "$start" ]
-}
 
 # alive_stages: the tags of every stage process alive now.
 alive_stages()
@@ -215,11 +148,6 @@ wait_stages_gone()
 			fail "${#left[@]} stage process(es) of the killed agent still run ${timeout} s after the restart: ${left[*]}"
 		sleep 0.2
 	done
-}
-
-db()
-{
-	sqlite3 "$STATE_DIR/drover.db" "$1"
 }
 
 # wait_long_stages R: the long and the stuck stage of round R (its events 0

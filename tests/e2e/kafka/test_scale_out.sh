@@ -28,13 +28,6 @@ N_FIRST=150  # produced at once before the stop
 N_STREAM=150 # produced in small batches while one agent stops
 N_LAST=100   # produced after the stopped agent is back
 
-# Per-agent slots: config, admin port, state directory, pid, log.
-CFGS=()
-PORTS=()
-STATES=()
-PIDS=()
-LOGS=()
-
 write_pipeline ci <<'EOF'
 name: ci
 on:
@@ -60,25 +53,7 @@ stages:
         exit 1
 EOF
 
-# EXTRA_PIDS (killed by lib.sh at the end) lists every agent still running.
-sync_extra_pids()
-{
-	local p
-	EXTRA_PIDS=()
-	for p in "${PIDS[@]}"; do
-		[ -z "$p" ] || EXTRA_PIDS+=("$p")
-	done
-}
-
-# use_agent N: points lib.sh's CFG, PORT, STATE_DIR, AGENT_PID, AGENT_LOG at agent N.
-use_agent()
-{
-	CFG=${CFGS[$1]}
-	PORT=${PORTS[$1]}
-	STATE_DIR=${STATES[$1]}
-	AGENT_PID=${PIDS[$1]:-}
-	AGENT_LOG=${LOGS[$1]:-}
-}
+# Agents 1 and 2 run in lib.sh's slots 1 and 2.
 
 # configure_agent N PHASE [YAML LINE...]: agent N's config for this phase's
 # topic and group (max_parallel 4 unless lines are given).
@@ -86,39 +61,10 @@ configure_agent()
 {
 	local n=$1 phase=$2
 	shift 2
-	CFG=$T/agent-$phase-$n.yaml
-	STATE_DIR=$T/state-$phase-$n
-	PORT=""
 	if [ "$#" -eq 0 ]; then
 		set -- "max_parallel: 4"
 	fi
-	write_config "stop_grace: 10s" "$@"
-	CFGS[n]=$CFG
-	PORTS[n]=$PORT
-	STATES[n]=$STATE_DIR
-	PIDS[n]=""
-	LOGS[n]=""
-}
-
-# start_agent_n N: starts agent N (waits until it has partitions).
-start_agent_n()
-{
-	use_agent "$1"
-	start_agent
-	PIDS[$1]=$AGENT_PID
-	LOGS[$1]=$AGENT_LOG
-	AGENT_PID=""
-	sync_extra_pids
-}
-
-# stop_agent_n N: SIGTERM to agent N; asserts it stops with exit 0.
-stop_agent_n()
-{
-	use_agent "$1"
-	stop_agent 30
-	PIDS[$1]=""
-	AGENT_PID=""
-	sync_extra_pids
+	slot_configure "$n" "$phase-$n" "stop_grace: 10s" "$@"
 }
 
 # produce PREFIX FROM COUNT [BRANCH]: COUNT structured CloudEvents
@@ -141,8 +87,8 @@ for i in range(first, first + count):
                    "pusher": {"name": "e2e"}, "created": False, "deleted": False,
                    "commits": [], "head_commit": {"id": sha, "message": "change %d" % i}}}
     print("%s\t%s" % (repo, json.dumps(ev, separators=(",", ":"))))
-' "$1" "$2" "$3" "$N_REPOS" "${4:-master}" | kcat -P -b "$KAFKA_BROKERS" -t "$EVENTS_TOPIC" -K $'\t' ||
-		fail "kcat could not produce events $1-$2..+$3"
+' "$1" "$2" "$3" "$N_REPOS" "${4:-master}" |
+		kafka_produce_keyed "events $1-$2..+$3"
 }
 
 # produce_slowly PREFIX FROM COUNT: the same, 10 events every 0.1 s.
@@ -158,7 +104,7 @@ produce_slowly()
 # runs_of N: agent N's runs as JSON (at most 1000, enough here).
 runs_of()
 {
-	use_agent "$1"
+	slot_use "$1"
 	runs_json --limit 1000
 }
 
@@ -168,99 +114,11 @@ count_runs()
 	runs_of "$1" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'
 }
 
-# lag_of N: agent N's consumer-lag gauges, "partition=lag" lines sorted.
-lag_of()
-{
-	use_agent "$1"
-	metrics | sed -n 's/^drover_consumer_lag{partition="\([0-9]*\)"} \([0-9-]*\)$/\1=\2/p' |
-		sort -n
-}
-
-# partitions_of N: how many partitions agent N holds now, from its log:
-# "intake: assigned N" adds, "revoked N" and "lost N" take away (an eager
-# rebalance revokes everything and assigns anew, a cooperative one only
-# moves the difference; the sum is right for both).
-partitions_of()
-{
-	awk '/intake: assigned [0-9]+ partition/ { n += $(NF - 1) }
-	     /intake: (revoked|lost) [0-9]+ partition/ { n -= $(NF - 1) }
-	     END { print n + 0 }' "${LOGS[$1]}"
-}
-
-# wait_owns N COUNT [TIMEOUT]: until agent N holds COUNT partitions.
-wait_owns()
-{
-	local n=$1 want=$2 timeout=${3:-30} end
-	end=$((SECONDS + timeout))
-	until [ "$(partitions_of "$n")" -eq "$want" ]; do
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "agent $n holds $(partitions_of "$n") partitions, not $want, after $timeout s"
-		sleep 0.3
-	done
-}
-
-# wait_consumed N [TIMEOUT]: until agent N's consumer-lag gauges cover all 4
-# partitions and are all 0 (everything produced was consumed and committed).
-wait_consumed()
-{
-	local n=$1 timeout=${2:-45} end lag
-	end=$((SECONDS + timeout))
-	while :; do
-		lag=$(lag_of "$n" | tr '\n' ' ')
-		[ "${lag% }" = "0=0 1=0 2=0 3=0" ] && return 0
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "agent $n's consumer lag is '${lag% }' after $timeout s, not 0 on all 4 partitions"
-		sleep 0.5
-	done
-}
-
-# wait_total_runs PREFIX WANT [TIMEOUT]: until the two agents' stores hold
-# WANT runs together, all finished; when there are more, says which events
-# ran twice.
-wait_total_runs()
-{
-	local prefix=$1 want=$2 timeout=${3:-45} end got
-	end=$((SECONDS + timeout))
-	while :; do
-		got=$(all_runs | python3 -c '
-import json, sys
-runs = json.load(sys.stdin)
-done = sum(1 for r in runs if r["status"] not in ("queued", "running"))
-print(len(runs), done)
-')
-		if [ "${got% *}" -gt "$want" ]; then
-			check_exactly_once "$prefix" "$want" >/dev/null
-			fail "${got% *} runs for $want events"
-		fi
-		[ "$got" = "$want $want" ] && return 0
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "(total, finished) runs are ($got), not ($want $want), after $timeout s"
-		sleep 0.5
-	done
-}
-
-# all_runs: the runs of both agents as one JSON array, each with "agent".
-all_runs()
-{
-	runs_of 1 >"$T/runs.1.json"
-	runs_of 2 >"$T/runs.2.json"
-	python3 -c '
-import json, sys
-out = []
-for n in (1, 2):
-    with open("%s/runs.%d.json" % (sys.argv[1], n)) as f:
-        for r in json.load(f):
-            r["agent"] = n
-            out.append(r)
-print(json.dumps(out))
-' "$T"
-}
-
 # check_exactly_once PREFIX COUNT: the ids PREFIX-0..COUNT-1 each have exactly
 # one run across both stores, every run succeeded, and there is nothing else.
 check_exactly_once()
 {
-	all_runs >"$T/runs.all.json"
+	slot_all_runs >"$T/runs.all.json"
 	python3 -c '
 import collections, json, sys
 runs = json.load(open(sys.argv[1]))
@@ -284,8 +142,8 @@ if extra:
 if bad:
     problems.append("%d run(s) did not succeed, e.g. %s" % (len(bad), bad[:5]))
 if problems:
-    sys.exit("; ".join(problems) + " (runs: agent 1 %d, agent 2 %d)" % (per[1], per[2]))
-print("%d events, %d runs: agent 1 %d, agent 2 %d" % (count, len(runs), per[1], per[2]))
+    sys.exit("; ".join(problems) + " (runs: agent 1 %d, agent 2 %d)" % (per["1"], per["2"]))
+print("%d events, %d runs: agent 1 %d, agent 2 %d" % (count, len(runs), per["1"], per["2"]))
 ' "$T/runs.all.json" "$1" "$2" || fail "events of $1 were not run exactly once"
 }
 
@@ -298,22 +156,6 @@ check_all_partitions_used()
 		-f '%p\n' 2>/dev/null | sort -n | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
 	say "records per partition: $per"
 	[ "$(wc -w <<<"$per")" -eq 4 ] || fail "not every partition got events: $per"
-}
-
-# wait_split [TIMEOUT]: until each agent consumes some of the 4 partitions.
-wait_split()
-{
-	local timeout=${1:-30} end n1 n2
-	end=$((SECONDS + timeout))
-	while :; do
-		n1=$(partitions_of 1)
-		n2=$(partitions_of 2)
-		[ "$n1" -ge 1 ] && [ "$n2" -ge 1 ] && [ $((n1 + n2)) -eq 4 ] && break
-		[ "$SECONDS" -lt "$end" ] ||
-			fail "partitions split $n1 + $n2, not two ways over 4, after $timeout s"
-		sleep 0.3
-	done
-	say "partitions split $n1 + $n2 between the agents"
 }
 
 # scenario PHASE [STRATEGY]: the whole story on a topic and group of its own.
@@ -329,9 +171,9 @@ scenario()
 	configure_agent 2 "$phase"
 
 	say "[$phase] two agents in group $KAFKA_GROUP (${strategy:-default eager} assignment)"
-	start_agent_n 1
-	start_agent_n 2
-	wait_split
+	slot_start 1
+	slot_start 2
+	slot_wait_split 1 2
 
 	say "[$phase] producing $N_FIRST events over $N_REPOS repositories"
 	produce "$phase" 0 "$N_FIRST"
@@ -347,16 +189,16 @@ scenario()
 	produce_slowly "$phase" "$N_FIRST" "$N_STREAM" &
 	local producer=$!
 	sleep 0.3
-	log1_lines=$(wc -l <"${LOGS[1]}")
+	log1_lines=$(wc -l <"${SLOT_LOG[1]}")
 	say "[$phase] agent 2 had $(count_runs 2) run(s) at the stop; agent 1 $(count_runs 1)"
-	stop_agent_n 2
+	slot_stop 2
 	wait "$producer" || fail "the producer failed"
 	total=$((N_FIRST + N_STREAM))
 
 	say "[$phase] checking agent 1 took over all 4 partitions"
-	wait_owns 1 4 30
+	slot_wait_owns 1 4 30
 	local since
-	since=$(tail -n +"$((log1_lines + 1))" "${LOGS[1]}")
+	since=$(tail -n +"$((log1_lines + 1))" "${SLOT_LOG[1]}")
 	# Eager: everything is revoked and all 4 assigned anew; cooperative: the
 	# 2 partitions of agent 2 are added, nothing is revoked (this shows the
 	# strategy really was in effect).
@@ -366,22 +208,22 @@ scenario()
 		assert_contains "$since" "intake: assigned 2 partition(s)" "agent 1's log after the stop"
 		assert_not_contains "$since" "intake: revoked" "agent 1's log after the stop"
 	fi
-	wait_consumed 1 45
+	slot_wait_consumed 1 45 4
 
 	say "[$phase] starting agent 2 again: the group goes back to two"
-	log1_lines=$(wc -l <"${LOGS[1]}")
-	start_agent_n 2
-	wait_split
-	since=$(tail -n +"$((log1_lines + 1))" "${LOGS[1]}")
+	log1_lines=$(wc -l <"${SLOT_LOG[1]}")
+	slot_start 2
+	slot_wait_split 1 2
+	since=$(tail -n +"$((log1_lines + 1))" "${SLOT_LOG[1]}")
 	assert_contains "$since" "intake: revoked" "agent 1's log after agent 2 came back"
 	say "[$phase] agent 2 took up $(sed -n 's/.*scheduler: took up \([0-9]*\) unfinished.*/\1/p' \
-		"${LOGS[2]}") run(s) left queued or running at its stop"
+		"${SLOT_LOG[2]}") run(s) left queued or running at its stop"
 	local before2
 	before2=$(count_runs 2)
-	wait_total_runs "$phase" "$total" 45
+	slot_wait_runs "$total" 45 check_exactly_once "$phase" "$total"
 	produce "$phase" "$total" "$N_LAST"
 	total=$((total + N_LAST))
-	wait_total_runs "$phase" "$total" 45
+	slot_wait_runs "$total" 45 check_exactly_once "$phase" "$total"
 	[ "$(count_runs 2)" -gt "$before2" ] ||
 		fail "the restarted agent 2 ran nothing of the last $N_LAST events"
 
@@ -392,8 +234,8 @@ scenario()
 	if grep -q 'intake: lost' "$T"/agent.*.log; then
 		fail "an agent lost partitions (session timeout) instead of handing them over"
 	fi
-	stop_agent_n 1
-	stop_agent_n 2
+	slot_stop 1
+	slot_stop 2
 }
 
 # paused_handover: the last phase (see the header).
@@ -407,22 +249,22 @@ paused_handover()
 	configure_agent 1 "$phase" "max_parallel: 1" "max_queued_runs: 2"
 	configure_agent 2 "$phase" "max_parallel: 1" "max_queued_runs: 2"
 	say "[$phase] agent 1 paused by two held runs while agent 2 joins"
-	start_agent_n 1
+	slot_start 1
 	produce "$phase" "$N_REPOS" 2 hold # ids paused-8 and -9
-	use_agent 1
+	slot_use 1
 	wait_metric drover_intake_paused 1 20
-	start_agent_n 2
-	wait_split
-	use_agent 1
+	slot_start 2
+	slot_wait_split 1 2
+	slot_use 1
 	assert_eq "$(metric drover_intake_paused)" 1 "agent 1 paused through the rebalance"
 	touch "$T/release"
 	wait_metric drover_runs_active 0 20
 	wait_metric drover_intake_paused 0 20
 	say "[$phase] agent 1 resumed; stopping agent 2"
-	stop_agent_n 2
-	wait_owns 1 4 30
+	slot_stop 2
+	slot_wait_owns 1 4 30
 	say "[$phase] one event per repository, one at a time: agent 1 must take each"
-	use_agent 1
+	slot_use 1
 	for ((i = 0; i < N_REPOS; i++)); do
 		before=$(metric drover_events_received_total)
 		produce "$phase" "$i" 1
@@ -430,15 +272,15 @@ paused_handover()
 		until [ "$(metric drover_events_received_total)" -gt "$before" ]; do
 			[ "$SECONDS" -lt "$end" ] ||
 				fail "agent 1 did not consume event $phase-$i (acme/repo-$i) in 15 s;" \
-					"its lag: $(lag_of 1 | tr '\n' ' ')"
+					"its lag: $(slot_lag 1 | tr '\n' ' ')"
 			sleep 0.2
 		done
 	done
-	start_agent_n 2
-	wait_total_runs "$phase" $((N_REPOS + 2)) 30
+	slot_start 2
+	slot_wait_runs $((N_REPOS + 2)) 30 check_exactly_once "$phase" $((N_REPOS + 2))
 	say "[$phase] $(check_exactly_once "$phase" $((N_REPOS + 2)))"
-	stop_agent_n 1
-	stop_agent_n 2
+	slot_stop 1
+	slot_stop 2
 }
 
 scenario eager
