@@ -1,7 +1,8 @@
 /*
  * admin: evhttp routes. Reads the store and the metrics; writes nothing but
- * Kafka records (events). Every route but /healthz and /readyz needs the bearer token
- * when one is configured; bodies and headers are size-capped by evhttp.
+ * Kafka records (events) and, through the scheduler, an operator's cancel. Every route but /healthz
+ * and /readyz needs the bearer token when one is configured; bodies and headers are size-capped by
+ * evhttp.
  */
 #include "admin.h"
 
@@ -213,6 +214,42 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req)
 	ad->pending = p;
 }
 
+/* ---- POST /api/v1/runs/{id}/cancel ---- */
+
+/* Starts the cancel of a run (optional body {"reason": "..."}): 202, 404, 409. */
+static void admin_post_cancel(struct admin *ad, struct evhttp_request *req, long long run_id)
+{
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(body);
+	json_t *doc = NULL;
+	const char *reason = NULL;
+	if (len > 0) {
+		doc = json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, NULL);
+		const json_t *r = json_object_get(doc, "reason");
+		if (!json_is_object(doc) || (r != NULL && !json_is_string(r))) {
+			json_decref(doc);
+			admin_reply_error(req, 400, "the body must be {\"reason\": \"...\"}");
+			return;
+		}
+		reason = json_string_value(r);
+	}
+	int rc = scheduler_run_cancel(ad->agent->sched, run_id, reason);
+	json_decref(doc);
+	if (rc == 0)
+		admin_reply_json(
+		    req, 202,
+		    json_pack("{s:I,s:s}", "id", (json_int_t)run_id, "status", "cancelling"));
+	else if (rc == -1)
+		admin_reply_error(req, 404, "no run %lld", run_id);
+	else if (rc == -2)
+		admin_reply_error(req, 409, "run %lld already finished: nothing to cancel", run_id);
+	else
+		admin_reply_error(req, 409,
+				  "run %lld is not taken up by this agent yet (its event is held "
+				  "until Kafka acknowledges it): try again shortly",
+				  run_id);
+}
+
 /* ---- GET routes ---- */
 
 static const char *admin_query(struct evkeyvalq *q, const char *name)
@@ -413,6 +450,12 @@ static void admin_route(struct evhttp_request *req, void *arg)
 			admin_reply_error(req, 405, "use POST");
 		else
 			admin_post_event(ad, req);
+	} else if (sscanf(path, "/api/v1/runs/%lld/cancel%n", &run_id, &consumed) == 1 &&
+		   path[consumed] == '\0') {
+		if (method != EVHTTP_REQ_POST)
+			admin_reply_error(req, 405, "use POST");
+		else
+			admin_post_cancel(ad, req, run_id);
 	} else if (method != EVHTTP_REQ_GET) {
 		admin_reply_error(req, 405, "use GET");
 	} else if (strcmp(path, "/metrics") == 0) {

@@ -43,6 +43,7 @@ enum cli_command {
 	CMD_RUNS,
 	CMD_SHOW,
 	CMD_LOGS,
+	CMD_CANCEL,
 	CMD_VALIDATE,
 	CMD_PLAN,
 };
@@ -68,6 +69,7 @@ static const struct cli_command_info cli_commands[] = {
     [CMD_SHOW] = {"show", "drover show [-c FILE] [--json] RUN", 1, 1, "one run id"},
     [CMD_LOGS] = {"logs", "drover logs [-c FILE] [--attempt N] RUN STAGE", 2, 2,
 		  "a run id and a stage name"},
+    [CMD_CANCEL] = {"cancel", "drover cancel [-c FILE] [--reason TEXT] RUN", 1, 1, "one run id"},
     [CMD_VALIDATE] = {"validate", "drover validate [-c FILE] FILE|DIR...", 1, SIZE_MAX,
 		      "at least one pipeline file or directory"},
     [CMD_PLAN] =
@@ -91,12 +93,13 @@ enum cli_flag {
 	FLAG_REPO,
 	FLAG_LIMIT,
 	FLAG_ATTEMPT,
+	FLAG_REASON,
 };
 
 #define ON(c) (1u << (c))
 #define ON_ALL                                                                                     \
-	(ON(CMD_EMIT) | ON(CMD_RUNS) | ON(CMD_SHOW) | ON(CMD_LOGS) | ON(CMD_VALIDATE) |            \
-	 ON(CMD_PLAN))
+	(ON(CMD_EMIT) | ON(CMD_RUNS) | ON(CMD_SHOW) | ON(CMD_LOGS) | ON(CMD_CANCEL) |              \
+	 ON(CMD_VALIDATE) | ON(CMD_PLAN))
 
 struct cli_flag_info {
 	enum cli_flag flag;
@@ -120,6 +123,7 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_REPO, "repo", 0, true, ON(CMD_RUNS)},
     {FLAG_LIMIT, "limit", 0, true, ON(CMD_RUNS)},
     {FLAG_ATTEMPT, "attempt", 0, true, ON(CMD_LOGS)},
+    {FLAG_REASON, "reason", 0, true, ON(CMD_CANCEL)},
 };
 
 static int cli_command_find(const char *name)
@@ -233,6 +237,9 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_REPO:
 		args->repo = v;
+		return 0;
+	case FLAG_REASON:
+		args->reason = v;
 		return 0;
 	case FLAG_LIMIT:
 	case FLAG_ATTEMPT:
@@ -1195,6 +1202,49 @@ out:
 	return rc;
 }
 
+/* POST /api/v1/runs/RUN/cancel (with {"reason"} when given): one line, 0 once it started. */
+static int cmd_cancel(const struct cli_args *args, const struct config *cfg)
+{
+	struct cli_client c;
+	if (cli_client_init(&c, cfg) != 0)
+		return 1;
+	const char *id = args->positionals[0];
+	char *esc = cli_escape(id);
+	char *path = xasprintf("/api/v1/runs/%s/cancel", esc);
+	char *url = cli_build_url(c.base_url, path, NULL, 0);
+	json_t *req =
+	    args->reason != NULL ? json_pack("{s:s}", "reason", args->reason) : json_object();
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
+	headers = cli_header_add(headers, "Content-Type: application/json");
+	struct cli_reply r = {0};
+	int rc = 1;
+	if (body == NULL) {
+		fprintf(stderr, "drover: the reason is not valid UTF-8\n");
+		curl_slist_free_all(headers);
+		goto out;
+	}
+	if (cli_request(&c, url, headers, body, strlen(body), false, &r) != 0)
+		goto out;
+	if (r.status != 202) {
+		cli_print_api_error(&c, &r);
+		goto out;
+	}
+	char *shown = cli_cell(id, 80);
+	printf("run %s: cancelling\n", shown);
+	free(shown);
+	rc = 0;
+out:
+	strbuf_free(&r.body);
+	free(body);
+	free(url);
+	free(path);
+	free(esc);
+	cli_client_free(&c);
+	return rc;
+}
+
 /* GET /api/v1/runs/RUN: a header block and one line per stage, or the JSON. */
 static int cmd_show(const struct cli_args *args, const struct config *cfg)
 {
@@ -1656,6 +1706,9 @@ int cli_main(int argc, char **argv)
 		break;
 	case CMD_LOGS:
 		rc = cmd_logs(&args, cfg);
+		break;
+	case CMD_CANCEL:
+		rc = cmd_cancel(&args, cfg);
 		break;
 	case CMD_VALIDATE:
 		rc = cmd_validate(&args, cfg);

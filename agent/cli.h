@@ -14,8 +14,8 @@
 #include "pipeline.h"
 
 /* Runs one client subcommand: argv[0] is the subcommand name ("emit", "runs", "show", "logs",
- * "validate", "plan"). Returns the process exit code (0 ok, 1 failure, 2 usage). Prints results
- * on stdout, errors on stderr (one clear line). */
+ * "cancel", "validate", "plan"). Returns the process exit code (0 ok, 1 failure, 2 usage). Prints
+ * results on stdout, errors on stderr (one clear line). */
 int cli_main(int argc, char **argv);
 bool cli_is_command(const char *name);
 
@@ -38,8 +38,9 @@ struct cli_args {
 	const char *pipeline;
 	const char *status;
 	const char *repo;
-	long limit;   /* 0: not given */
-	long attempt; /* 0: not given */
+	const char *reason; /* cancel --reason */
+	long limit;	    /* 0: not given */
+	long attempt;	    /* 0: not given */
 	bool is_json;
 	bool is_help;
 	const char **positionals;

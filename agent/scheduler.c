@@ -85,6 +85,7 @@ struct run {
 	struct stagelog *checkout_log;
 	char *checkout_error;
 	bool is_cancelling;
+	char *cancel_why; /* why it is cancelled: the cancelled stages' summaries say it */
 	struct run *next;
 };
 
@@ -288,6 +289,7 @@ static void run_free(struct run *run)
 	free(run->event_path);
 	free(run->workspace);
 	free(run->checkout_error);
+	free(run->cancel_why);
 	free(run);
 }
 
@@ -627,13 +629,19 @@ static void host_done(struct drover_stage *st, enum drover_result result, const 
 		return;
 	}
 	enum status status = status_of_result(result);
-	if (st->is_timing_out)
+	char *why = NULL;
+	if (st->is_timing_out) {
 		status = STATUS_TIMED_OUT;
-	else if (st->is_cancelling)
+	} else if (st->is_cancelling) {
 		status = STATUS_CANCELLED;
-	else if (st->is_interrupted)
+		/* The reason of the cancel, rather than the signal that ended it. */
+		if (st->run->cancel_why != NULL)
+			summary = why = xasprintf("cancelled: %s", st->run->cancel_why);
+	} else if (st->is_interrupted) {
 		status = STATUS_ERROR;
+	}
 	stage_finish(st, status, summary);
+	free(why);
 }
 
 static const struct drover_host host_services = {
@@ -1152,6 +1160,7 @@ static void run_cancel(struct run *run, const char *why)
 	if (run->is_cancelling)
 		return;
 	run->is_cancelling = true;
+	run->cancel_why = xstrdup(why);
 	log_info("scheduler: cancelling run %lld: %s", (long long)run->rec.id, why);
 	struct store *store = run->s->agent->store;
 	bool is_tx = store_begin(store) == 0; /* the queued stages settle together */
@@ -1167,12 +1176,34 @@ static void run_cancel(struct run *run, const char *why)
 		} else if (st->rec.status == STATUS_QUEUED) {
 			if (st->retry_ev != NULL)
 				evtimer_del(st->retry_ev);
-			stage_settle(st, STATUS_CANCELLED, why);
+			char *summary = xasprintf("cancelled: %s", why);
+			stage_settle(st, STATUS_CANCELLED, summary);
+			free(summary);
 		}
 	}
 	if (is_tx)
 		store_commit(store);
 	scheduler_kick(run->s);
+}
+
+int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason)
+{
+	for (struct run *run = s->runs; run != NULL; run = run->next) {
+		if (run->rec.id != run_id)
+			continue;
+		run_cancel(run, reason != NULL && *reason != '\0'
+				    ? reason
+				    : "requested through the admin API");
+		return 0;
+	}
+	/* Not in memory: finished, unknown, or a held run not taken up yet. */
+	json_t *j = store_run_json(s->agent->store, run_id);
+	if (j == NULL)
+		return -1;
+	const char *name = json_string_value(json_object_get(j, "status"));
+	int st = name != NULL ? status_parse(name) : -1;
+	json_decref(j);
+	return st >= 0 && status_is_terminal((enum status)st) ? -2 : -3;
 }
 
 /* Starts what can start. Returns true when the run is over. */

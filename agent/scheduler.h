@@ -48,6 +48,17 @@ void scheduler_run_enqueue(struct scheduler *s, int64_t run_id);
  */
 int scheduler_recover(struct scheduler *s);
 
+/*
+ * An operator's cancel: the run's running stages are told to stop (process
+ * groups TERM, then KILL after stage_kill_grace; remote work through the
+ * plugin's cancel), its stages not started are cancelled, and the run ends
+ * cancelled. reason (may be NULL) goes into the stages' summaries. Returns
+ * 0 when the cancel started (or was under way), -1 for an unknown run, -2
+ * for a run already finished, -3 for a run this agent does not hold yet (a
+ * held run, see claim.h).
+ */
+int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason);
+
 size_t scheduler_active_runs(const struct scheduler *s);
 size_t scheduler_running_stages(const struct scheduler *s);
 

@@ -1216,6 +1216,46 @@ static void test_cancel_in_progress_queued(void **state)
 	marks_free(lines, n);
 }
 
+/* scheduler_run_cancel: an operator's cancel of a running run stops its
+ * stage, cancels the stage not started with the reason as summary; a second
+ * cancel of the finished run says -2, of an unknown run -1. */
+static void test_run_cancel(void **state)
+{
+	struct harness *h = *state;
+	agent_build(h, 4);
+	struct pipeline *p = pipeline_add(
+	    h,
+	    "name: op\n"
+	    "on: { push: {} }\n"
+	    "checkout: false\n"
+	    "stages:\n"
+	    "  - name: a\n"
+	    "    uses: shell\n"
+	    "    with: { run: 'echo \"start a\" >> %s; sleep 30; echo \"end a\" >> %s' }\n"
+	    "  - { name: b, uses: shell, needs: [a], with: { run: 'echo b >> %s' } }\n",
+	    h->marks, h->marks, h->marks);
+	int64_t r1 = run_start(h, p, "one");
+	loop_until_mark(h, "start a");
+	int64_t t0 = mono_ms();
+	assert_int_equal(scheduler_run_cancel(h->a.sched, r1, "cluster down"), 0);
+	assert_int_equal(scheduler_run_cancel(h->a.sched, r1, "twice"), 0); /* under way */
+	json_t *j = run_wait(h, r1);
+	assert_true(mono_ms() - t0 < 10000);
+	assert_run_status(j, "cancelled");
+	assert_stage(j, "a", "cancelled", 1);
+	assert_stage(j, "b", "cancelled", 0);
+	assert_string_equal(stage_summary(j, "a"), "cancelled: cluster down");
+	assert_string_equal(stage_summary(j, "b"), "cancelled: cluster down");
+	json_decref(j);
+	assert_int_equal(scheduler_run_cancel(h->a.sched, r1, NULL), -2);
+	assert_int_equal(scheduler_run_cancel(h->a.sched, r1 + 1000, NULL), -1);
+	size_t n;
+	char **lines = marks_read(h, &n);
+	assert_false(has_mark(lines, n, "end a"));
+	assert_false(has_mark(lines, n, "b"));
+	marks_free(lines, n);
+}
+
 /* Without cancel_in_progress a group runs its runs one after the other. */
 static void test_concurrency_group_queues(void **state)
 {
@@ -2105,6 +2145,7 @@ int main(void)
 	    T(test_cancel_in_progress),
 	    T(test_cancel_in_progress_queued),
 	    T(test_cancel_during_retry_delay),
+	    T(test_run_cancel),
 	    T(test_concurrency_group_queues),
 	    T(test_lock),
 	    T(test_recover_retries_interrupted_stage),
