@@ -724,8 +724,11 @@ static void test_kill_orphans_sigkill_after_grace(void **state)
 {
 	(void)state;
 	struct orphan o;
-	orphan_start(&o, "echo leader $$; (trap '' TERM; exec sleep 60) & echo pid $!;"
-			 " echo ready; wait");
+	/* "ready" only once the member ignores SIGTERM (else TERM could win the race). */
+	orphan_start(&o,
+		     "echo leader $$; m=/tmp/drover-test-armed.$$;"
+		     " (trap '' TERM; : >\"$m\"; exec sleep 60) & echo pid $!;"
+		     " while [ ! -e \"$m\" ]; do sleep 0.01; done; rm -f \"$m\"; echo ready; wait");
 	struct proc_orphan g = {.pgid = o.leader, .start_time = o.start_time};
 	int64_t t0 = mono_ms();
 	assert_int_equal(proc_kill_orphans(&g, 1, 300), 1);
