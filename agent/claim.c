@@ -23,6 +23,18 @@ static void claim_agent_clean(const char *agent, char out[CLAIM_AGENT_MAX + 1])
 			*c = '_';
 }
 
+/* Appends agent@start, dropping the oldest entry when the history is full. */
+static void claim_history_push(struct claim_history *h, const char *agent, int64_t start)
+{
+	if (h->n == CLAIM_MAX_OWNERS) {
+		memmove(&h->owners[0], &h->owners[1], (h->n - 1) * sizeof h->owners[0]);
+		h->n--;
+	}
+	struct claim_owner *o = &h->owners[h->n++];
+	snprintf(o->agent, sizeof o->agent, "%s", agent);
+	o->start = start;
+}
+
 void claim_history_parse(const void *metadata, size_t len, struct claim_history *h)
 {
 	h->n = 0;
@@ -43,13 +55,7 @@ void claim_history_parse(const void *metadata, size_t len, struct claim_history 
 			break;
 		}
 		*at = '\0';
-		if (h->n == CLAIM_MAX_OWNERS) {
-			memmove(&h->owners[0], &h->owners[1], (h->n - 1) * sizeof h->owners[0]);
-			h->n--;
-		}
-		struct claim_owner *o = &h->owners[h->n++];
-		snprintf(o->agent, sizeof o->agent, "%s", tok);
-		o->start = start;
+		claim_history_push(h, tok, start);
 		tok = strtok_r(NULL, " ", &save);
 	}
 	free(text);
@@ -72,13 +78,7 @@ void claim_history_append(struct claim_history *h, const char *agent, int64_t st
 	if (h->n > 0 && h->owners[h->n - 1].start == start &&
 	    strcmp(h->owners[h->n - 1].agent, clean) == 0)
 		return;
-	if (h->n == CLAIM_MAX_OWNERS) {
-		memmove(&h->owners[0], &h->owners[1], (h->n - 1) * sizeof h->owners[0]);
-		h->n--;
-	}
-	struct claim_owner *o = &h->owners[h->n++];
-	snprintf(o->agent, sizeof o->agent, "%s", clean);
-	o->start = start;
+	claim_history_push(h, clean, start);
 }
 
 /*

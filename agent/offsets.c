@@ -133,10 +133,7 @@ static int offsets_apply(struct offsets *o, char *const *ids, const bool *is_min
 		is_ok = store_event_release(a->store, ids[i], &ev_runs, &n_ev_runs) == 0;
 		for (size_t k = 0; is_ok && k < n_ev_runs; k++) {
 			is_ok = scheduler_run_announce(a->sched, ev_runs[k]) == 0;
-			if (n_runs == cap_runs) {
-				cap_runs = cap_runs > 0 ? cap_runs * 2 : 16;
-				runs = xrealloc(runs, cap_runs * sizeof *runs);
-			}
+			runs = xgrow(runs, &cap_runs, n_runs, sizeof *runs);
 			runs[n_runs++] = ev_runs[k];
 		}
 		free(ev_runs);
@@ -182,17 +179,13 @@ static void part_release_covered(struct offsets *o, struct offsets_part *p)
 }
 
 /*
- * Decides every held event of the store on the given partitions (all of
- * them when only_assigned is false... see callers) from their committed
- * offsets and histories, and applies the verdicts. committed holds the
- * partitions' committed offsets and metadata as librdkafka gave them.
+ * Decides the held events (of the store's list held) that lie on the
+ * partitions of committed, from those partitions' committed offsets and
+ * histories as librdkafka gave them, and applies the verdicts.
  */
-static void offsets_resolve(struct offsets *o, const rd_kafka_topic_partition_list_t *committed)
+static void offsets_resolve(struct offsets *o, const struct store_held_event *held, size_t n_held,
+			    const rd_kafka_topic_partition_list_t *committed)
 {
-	struct store_held_event *held = NULL;
-	size_t n_held = 0;
-	if (store_events_held(o->agent->store, &held, &n_held) != 0)
-		return;
 	char **ids = xcalloc(n_held + 1, sizeof *ids);
 	bool *is_mine = xcalloc(n_held + 1, sizeof *is_mine);
 	size_t n = 0;
@@ -225,7 +218,6 @@ static void offsets_resolve(struct offsets *o, const rd_kafka_topic_partition_li
 		offsets_apply(o, ids, is_mine, n);
 	free(ids);
 	free(is_mine);
-	store_held_events_free(held, n_held);
 }
 
 /* The first offset of a partition (where a group without a commit starts). */
@@ -260,7 +252,12 @@ int offsets_claim(struct offsets *o, const rd_kafka_topic_partition_list_t *part
 		return n_unclaimed;
 	}
 	/* Held events of these partitions are decided before anything is consumed. */
-	offsets_resolve(o, c);
+	struct store_held_event *held = NULL;
+	size_t n_held = 0;
+	if (store_events_held(o->agent->store, &held, &n_held) == 0) {
+		offsets_resolve(o, held, n_held, c);
+		store_held_events_free(held, n_held);
+	}
 	rd_kafka_topic_partition_list_t *claims = rd_kafka_topic_partition_list_new(c->cnt);
 	for (int i = 0; i < c->cnt; i++) {
 		const rd_kafka_topic_partition_t *e = &c->elems[i];
@@ -372,10 +369,7 @@ void offsets_recorded(struct offsets *o, int32_t partition, int64_t offset,
 		p->next = offset + 1;
 	if (held_event_id == NULL)
 		return;
-	if (p->n_held == p->cap_held) {
-		p->cap_held = p->cap_held > 0 ? p->cap_held * 2 : 16;
-		p->held = xrealloc(p->held, p->cap_held * sizeof *p->held);
-	}
+	p->held = xgrow(p->held, &p->cap_held, p->n_held, sizeof *p->held);
 	p->held[p->n_held].offset = offset;
 	p->held[p->n_held].event_id = xstrdup(held_event_id);
 	p->held[p->n_held].n_runs = n_runs;
@@ -448,16 +442,16 @@ static void offsets_resolve_unowned(struct offsets *o)
 		if (rd_kafka_topic_partition_list_find(l, o->topic, e->partition) == NULL)
 			rd_kafka_topic_partition_list_add(l, o->topic, e->partition);
 	}
+	if (l != NULL) {
+		rd_kafka_resp_err_t err = rd_kafka_committed(o->rk, l, OFFSETS_QUERY_MS);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			offsets_resolve(o, held, n_held, l);
+		else
+			log_warn("offsets: reading committed offsets to decide held events: %s",
+				 rd_kafka_err2str(err));
+		rd_kafka_topic_partition_list_destroy(l);
+	}
 	store_held_events_free(held, n_held);
-	if (l == NULL)
-		return;
-	rd_kafka_resp_err_t err = rd_kafka_committed(o->rk, l, OFFSETS_QUERY_MS);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		offsets_resolve(o, l);
-	else
-		log_warn("offsets: reading committed offsets to decide held events: %s",
-			 rd_kafka_err2str(err));
-	rd_kafka_topic_partition_list_destroy(l);
 }
 
 int offsets_tick(struct offsets *o, bool is_connected)

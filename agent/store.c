@@ -239,6 +239,27 @@ static int stmt_run(struct store *s, sqlite3_stmt *st, const char *purpose)
 	return 0;
 }
 
+/* Steps a bound statement to its end, collecting column 0 as ids (caller frees). */
+static int stmt_ids(struct store *s, sqlite3_stmt *st, const char *purpose, int64_t **ids,
+		    size_t *n)
+{
+	int64_t *v = NULL;
+	size_t count = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = xgrow(v, &cap, count, sizeof *v);
+		v[count++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return stmt_fail(s, st, purpose);
+	}
+	stmt_done(st);
+	*ids = v;
+	*n = count;
+	return 0;
+}
+
 static int bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC); /* NULL binds NULL */
@@ -658,10 +679,7 @@ int store_events_held(struct store *s, struct store_held_event **events, size_t 
 	*events = NULL;
 	*n = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			v = xrealloc(v, cap * sizeof *v);
-		}
+		v = xgrow(v, &cap, count, sizeof *v);
 		struct store_held_event *e = &v[count++];
 		e->id = column_strdup(st, 0);
 		e->topic = column_strdup(st, 1);
@@ -700,23 +718,7 @@ int store_event_release(struct store *s, const char *id, int64_t **run_ids, size
 	sqlite3_stmt *st = s->event_runs;
 	if (bind_text(st, 1, id) != SQLITE_OK)
 		return stmt_fail(s, st, "binding an event's runs query");
-	size_t cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap == 0 ? 4 : cap * 2;
-			*run_ids = xrealloc(*run_ids, cap * sizeof **run_ids);
-		}
-		(*run_ids)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	if (rc != SQLITE_DONE) {
-		free(*run_ids);
-		*run_ids = NULL;
-		*n = 0;
-		return stmt_fail(s, st, "listing an event's runs");
-	}
-	stmt_done(st);
-	return 0;
+	return stmt_ids(s, st, "listing an event's runs", run_ids, n);
 }
 
 int store_event_drop(struct store *s, const char *id)
@@ -895,10 +897,7 @@ static int stages_read(struct store *s, int64_t run_id, struct store_stage **sta
 	if (bind_int64(st, 1, run_id) != SQLITE_OK)
 		return stmt_fail(s, st, "binding a stage lookup");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 8 : cap * 2;
-			v = xrealloc(v, cap * sizeof *v);
-		}
+		v = xgrow(v, &cap, count, sizeof *v);
 		struct store_stage *stage = &v[count++];
 		stage->run_id = sqlite3_column_int64(st, 0);
 		stage->name = column_strdup(st, 1);
@@ -976,28 +975,11 @@ void store_stages_free(struct store_stage *stages, size_t n)
 int store_runs_unfinished(struct store *s, int64_t **ids, size_t *n)
 {
 	sqlite3_stmt *st = s->runs_unfinished;
-	int64_t *v = NULL;
-	size_t count = 0, cap = 0;
-	int rc;
 	*ids = NULL;
 	*n = 0;
 	if (bind_status(st, 1, STATUS_QUEUED) || bind_status(st, 2, STATUS_RUNNING))
 		return stmt_fail(s, st, "binding the unfinished-runs query");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			v = xrealloc(v, cap * sizeof *v);
-		}
-		v[count++] = sqlite3_column_int64(st, 0);
-	}
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return stmt_fail(s, st, "listing unfinished runs");
-	}
-	stmt_done(st);
-	*ids = v;
-	*n = count;
-	return 0;
+	return stmt_ids(s, st, "listing unfinished runs", ids, n);
 }
 
 /* ---- process groups of running stages ---- */
@@ -1029,10 +1011,7 @@ int store_stage_procs_list(struct store *s, struct store_stage_proc **procs, siz
 	*procs = NULL;
 	*n = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 8 : cap * 2;
-			v = xrealloc(v, cap * sizeof *v);
-		}
+		v = xgrow(v, &cap, count, sizeof *v);
 		struct store_stage_proc *p = &v[count++];
 		p->run_id = sqlite3_column_int64(st, 0);
 		p->stage = column_strdup(st, 1);
@@ -1314,10 +1293,7 @@ int store_outbox_next(struct store *s, int64_t after_id, size_t max,
 	    bind_int64(st, 2, max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max))
 		return stmt_fail(s, st, "binding the outbox query");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			v = xrealloc(v, cap * sizeof *v);
-		}
+		v = xgrow(v, &cap, count, sizeof *v);
 		struct store_outbox_item *item = &v[count++];
 		item->id = sqlite3_column_int64(st, 0);
 		item->topic = column_strdup(st, 1);

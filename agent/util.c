@@ -58,6 +58,14 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+void *xgrow(void *v, size_t *cap, size_t n, size_t elem_size)
+{
+	if (n < *cap)
+		return v;
+	*cap = *cap > 0 ? *cap * 2 : 16;
+	return xrealloc(v, *cap * elem_size);
+}
+
 char *xvasprintf(const char *fmt, va_list ap)
 {
 	va_list copy;

@@ -18,6 +18,11 @@ void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/*
+ * Makes room for n + 1 elements of elem_size in v (capacity *cap, doubled
+ * as needed, 16 at first): the usual "append one" of a growable array.
+ */
+void *xgrow(void *v, size_t *cap, size_t n, size_t elem_size);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap);
 

@@ -511,6 +511,24 @@ static void test_fd_set_flags(void **state)
 	assert_int_equal(fd_set_flags(fds[0], false), -1); /* closed */
 }
 
+static void test_xgrow(void **state)
+{
+	(void)state;
+	int *v = NULL;
+	size_t cap = 0;
+	for (size_t n = 0; n < 100; n++) {
+		v = xgrow(v, &cap, n, sizeof *v);
+		assert_true(cap > n); /* room for element n */
+		v[n] = (int)n;
+	}
+	assert_int_equal(cap, 128); /* 16, doubled */
+	for (size_t n = 0; n < 100; n++)
+		assert_int_equal(v[n], (int)n);
+	int *same = xgrow(v, &cap, 50, sizeof *v); /* room already */
+	assert_ptr_equal(same, v);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -527,6 +545,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_rm_rf_stays_inside, setup, teardown),
 	    cmocka_unit_test(test_fd_set_flags),
+	    cmocka_unit_test(test_xgrow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
