@@ -41,6 +41,20 @@ struct admin {
 	struct agent *agent;
 	struct evhttp *http;
 	struct pending_event *pending;
+	/* gauges read at each scrape (families of agent->metrics) */
+	struct metric_family *runs_active, *runs_queued, *stages_running, *outbox_depth;
+	struct metric_family *consumer_lag, *intake_paused;
+};
+
+enum {
+	ADMIN_RUNS_LIMIT_DEFAULT = 100,
+	ADMIN_RUNS_LIMIT_MAX = 500,
+};
+
+/* What the route's pattern captured: {id} (a run id) and {name} (one segment, decoded). */
+struct admin_path {
+	long long run_id;
+	char *name; /* owned by the dispatcher */
 };
 
 static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
@@ -67,6 +81,31 @@ static void admin_reply_error(struct evhttp_request *req, int code, const char *
 	va_end(ap);
 	admin_reply_json(req, code, json_pack("{s:s}", "error", msg));
 	free(msg);
+}
+
+/* Link: <...>; rel="next" and X-Next-Before for the page after the run last_id. */
+static void admin_add_next_page(struct evhttp_request *req, const struct store_run_filter *f,
+				long long last_id, int limit)
+{
+	struct strbuf sb;
+	strbuf_init(&sb);
+	strbuf_addf(&sb, "</api/v1/runs?limit=%d&before=%lld", limit, last_id);
+	const char *names[] = {"pipeline", "status", "repo"};
+	const char *values[] = {f->pipeline, f->status, f->repo};
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		if (values[i] == NULL)
+			continue;
+		char *esc = evhttp_uriencode(values[i], -1, 0);
+		strbuf_addf(&sb, "&%s=%s", names[i], esc);
+		free(esc);
+	}
+	strbuf_adds(&sb, ">; rel=\"next\"");
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_add_header(out, "Link", sb.data);
+	char before[24];
+	snprintf(before, sizeof before, "%lld", last_id);
+	evhttp_add_header(out, "X-Next-Before", before);
+	strbuf_free(&sb);
 }
 
 /* Constant-time comparison of the presented token with the configured one. */
@@ -166,8 +205,10 @@ static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
 	return h;
 }
 
-static void admin_post_event(struct admin *ad, struct evhttp_request *req)
+static void admin_post_event(struct admin *ad, struct evhttp_request *req,
+			     const struct admin_path *match)
 {
+	(void)match;
 	struct agent *a = ad->agent;
 	if (a->is_stopping) {
 		admin_reply_error(req, 503, "the agent is stopping");
@@ -217,8 +258,10 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req)
 /* ---- POST /api/v1/runs/{id}/cancel ---- */
 
 /* Starts the cancel of a run (optional body {"reason": "..."}): 202, 404, 409. */
-static void admin_post_cancel(struct admin *ad, struct evhttp_request *req, long long run_id)
+static void admin_post_cancel(struct admin *ad, struct evhttp_request *req,
+			      const struct admin_path *match)
 {
+	long long run_id = match->run_id;
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(body);
 	json_t *doc = NULL;
@@ -258,8 +301,29 @@ static const char *admin_query(struct evkeyvalq *q, const char *name)
 	return v != NULL && *v != '\0' ? v : NULL;
 }
 
-static void admin_get_runs(struct admin *ad, struct evhttp_request *req)
+/* A decimal integer in [min, max], nothing else (no sign, no spaces). */
+static bool admin_parse_int(const char *s, long long min, long long max, long long *out)
 {
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/*
+ * GET /api/v1/runs: newest first, at most limit (1..500, default 100) runs
+ * with an id below before. When more match, the Link header (rel="next")
+ * and X-Next-Before say where the next page starts.
+ */
+static void admin_get_runs(struct admin *ad, struct evhttp_request *req,
+			   const struct admin_path *match)
+{
+	(void)match;
 	struct evkeyvalq q;
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	TAILQ_INIT(&q);
@@ -273,25 +337,40 @@ static void admin_get_runs(struct admin *ad, struct evhttp_request *req)
 	    .repo = admin_query(&q, "repo"),
 	};
 	const char *limit = admin_query(&q, "limit"), *before = admin_query(&q, "before");
-	if (limit != NULL)
-		f.limit = atoi(limit);
-	if (before != NULL)
-		f.before_id = atoll(before);
-	if (f.status != NULL && status_parse(f.status) < 0) {
+	long long n_limit = ADMIN_RUNS_LIMIT_DEFAULT, before_id = 0;
+	if (limit != NULL && !admin_parse_int(limit, 1, ADMIN_RUNS_LIMIT_MAX, &n_limit)) {
+		admin_reply_error(req, 400, "limit must be an integer from 1 to %d",
+				  ADMIN_RUNS_LIMIT_MAX);
+	} else if (before != NULL && !admin_parse_int(before, 1, INT64_MAX, &before_id)) {
+		admin_reply_error(req, 400, "before must be a positive run id");
+	} else if (f.status != NULL && status_parse(f.status) < 0) {
 		admin_reply_error(req, 400, "unknown status '%s'", f.status);
 	} else {
+		f.limit = (int)n_limit + 1; /* one more tells whether a next page exists */
+		f.before_id = before_id;
 		json_t *runs = store_runs_json(ad->agent->store, &f);
-		if (runs == NULL)
+		if (runs == NULL) {
 			admin_reply_error(req, 500, "cannot read runs");
-		else
+		} else {
+			if (json_array_size(runs) > (size_t)n_limit) {
+				json_array_remove(runs, (size_t)n_limit);
+				admin_add_next_page(
+				    req, &f,
+				    json_integer_value(json_object_get(
+					json_array_get(runs, (size_t)n_limit - 1), "id")),
+				    (int)n_limit);
+			}
 			admin_reply_json(req, 200, runs);
+		}
 	}
 	evhttp_clear_headers(&q);
 }
 
-static void admin_get_log(struct admin *ad, struct evhttp_request *req, long long run_id,
-			  const char *stage)
+static void admin_get_log(struct admin *ad, struct evhttp_request *req,
+			  const struct admin_path *match)
 {
+	long long run_id = match->run_id;
+	const char *stage = match->name;
 	json_t *run = store_run_json(ad->agent->store, run_id);
 	if (run == NULL) {
 		admin_reply_error(req, 404, "no run %lld", run_id);
@@ -338,146 +417,202 @@ static void admin_get_log(struct admin *ad, struct evhttp_request *req, long lon
 	evbuffer_free(out);
 }
 
-static void admin_get_metrics(struct admin *ad, struct evhttp_request *req)
+static void admin_get_run(struct admin *ad, struct evhttp_request *req,
+			  const struct admin_path *match)
 {
-	const struct metrics *m = &ad->agent->metrics;
+	json_t *run = store_run_json(ad->agent->store, match->run_id);
+	if (run == NULL)
+		admin_reply_error(req, 404, "no run %lld", match->run_id);
+	else
+		admin_reply_json(req, 200, run);
+}
+
+/* The gauges read at scrape time, then every family as Prometheus text. */
+static void admin_get_metrics(struct admin *ad, struct evhttp_request *req,
+			      const struct admin_path *match)
+{
+	(void)match;
+	struct agent *a = ad->agent;
+	metric_set(ad->runs_active, NULL, (double)scheduler_active_runs(a->sched));
+	metric_set(ad->runs_queued, NULL, (double)scheduler_queued_runs(a->sched));
+	metric_set(ad->stages_running, NULL, (double)scheduler_running_stages(a->sched));
+	metric_set(ad->outbox_depth, NULL, (double)store_outbox_count(a->store));
+	metric_set(ad->intake_paused, NULL, a->intake != NULL && intake_is_paused(a->intake));
+	metric_clear(ad->consumer_lag);
+	const json_t *lag = a->intake != NULL ? intake_lag(a->intake) : NULL;
+	const char *part;
+	json_t *v;
+	json_object_foreach((json_t *)lag, part, v)
+	    metric_set(ad->consumer_lag, (const char *[]){part}, (double)json_integer_value(v));
+	char *text = metrics_render(&a->metrics);
 	struct evbuffer *out = evbuffer_new();
-	struct {
-		const char *name, *help;
-		uint64_t value;
-	} counters[] = {
-	    {"drover_events_received_total", "Records read from the events topic",
-	     m->events_received},
-	    {"drover_events_accepted_total", "Events that started runs", m->events_accepted},
-	    {"drover_events_unmatched_total", "Events no pipeline matched", m->events_unmatched},
-	    {"drover_events_duplicate_total", "Redelivered events (nothing new started)",
-	     m->events_duplicate},
-	    {"drover_events_ignored_total", "Events understood and ignored (ping)",
-	     m->events_ignored},
-	    {"drover_events_refused_total", "Events of repositories not configured",
-	     m->events_refused},
-	    {"drover_events_dead_lettered_total", "Records sent to the dead-letter topic",
-	     m->events_dead_lettered},
-	    {"drover_events_malformed_total", "Malformed records", m->events_malformed},
-	    {"drover_events_unknown_total", "Records of unknown type", m->events_unknown},
-	    {"drover_events_too_large_total", "Records over max_event_bytes", m->events_too_large},
-	    {"drover_runs_created_total", "Runs created", m->runs_created},
-	    {"drover_runs_finished_total", "Runs finished", m->runs_finished},
-	    {"drover_stages_started_total", "Stage attempts started", m->stages_started},
-	    {"drover_stages_finished_total", "Stage attempts finished", m->stages_finished},
-	    {"drover_results_published_total", "Outbox records acknowledged by Kafka",
-	     m->results_published},
-	    {"drover_kafka_errors_total", "Kafka errors", m->kafka_errors},
-	    {"drover_api_requests_total", "Admin API requests", m->api_requests},
-	    {"drover_api_unauthorized_total", "Admin API requests refused for the token",
-	     m->api_unauthorized},
-	    {"drover_plugins_refused_total", "Plugins refused at load", m->plugins_refused},
-	    {"drover_pipelines_refused_total", "Pipeline files refused at load",
-	     m->pipelines_refused},
-	};
-	for (size_t i = 0; i < ARRAY_LEN(counters); i++)
-		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
-				    counters[i].name, counters[i].help, counters[i].name,
-				    counters[i].name, (unsigned long long)counters[i].value);
-	evbuffer_add_printf(out,
-			    "# HELP drover_runs_active Runs queued or running\n"
-			    "# TYPE drover_runs_active gauge\ndrover_runs_active %zu\n"
-			    "# HELP drover_stages_running Stages running\n"
-			    "# TYPE drover_stages_running gauge\ndrover_stages_running %zu\n"
-			    "# HELP drover_outbox_depth Results waiting for Kafka\n"
-			    "# TYPE drover_outbox_depth gauge\ndrover_outbox_depth %lld\n",
-			    scheduler_active_runs(ad->agent->sched),
-			    scheduler_running_stages(ad->agent->sched),
-			    (long long)store_outbox_count(ad->agent->store));
-	const json_t *lag = ad->agent->intake != NULL ? intake_lag(ad->agent->intake) : NULL;
-	if (lag != NULL && json_object_size(lag) > 0) {
-		evbuffer_add_printf(out,
-				    "# HELP drover_consumer_lag Records of the events topic not "
-				    "yet consumed, per partition\n"
-				    "# TYPE drover_consumer_lag gauge\n");
-		const char *part;
-		json_t *v;
-		json_object_foreach((json_t *)lag, part, v)
-		    evbuffer_add_printf(out, "drover_consumer_lag{partition=\"%s\"} %lld\n", part,
-					(long long)json_integer_value(v));
-	}
-	evbuffer_add_printf(out,
-			    "# HELP drover_intake_paused 1 while backpressure pauses the intake\n"
-			    "# TYPE drover_intake_paused gauge\ndrover_intake_paused %d\n",
-			    ad->agent->intake != NULL && intake_is_paused(ad->agent->intake));
+	evbuffer_add(out, text, strlen(text));
+	free(text);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; version=0.0.4");
+			  "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, 200, NULL, out);
 	evbuffer_free(out);
 }
 
-static void admin_route(struct evhttp_request *req, void *arg)
+/*
+ * /healthz: the agent is alive (always 200) and says whether it is ready;
+ * /readyz answers 503 unless Kafka assigned partitions and the store takes
+ * a write (store_check_writable, done only for /readyz: it costs a sync).
+ */
+static void admin_get_health(struct admin *ad, struct evhttp_request *req,
+			     const struct admin_path *match)
+{
+	(void)match;
+	struct agent *a = ad->agent;
+	bool is_readyz =
+	    strcmp(evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), "/readyz") == 0;
+	bool is_connected = a->intake != NULL && intake_is_connected(a->intake);
+	bool is_assigned = a->intake != NULL && intake_is_assigned(a->intake);
+	bool is_ready = is_connected && is_assigned && !a->is_stopping;
+	char why[256] = "";
+	json_t *body = json_pack("{s:b,s:b,s:b}", "kafka_connected", is_connected, "kafka_assigned",
+				 is_assigned, "intake_paused",
+				 a->intake != NULL && intake_is_paused(a->intake));
+	if (is_readyz) {
+		bool is_writable = store_check_writable(a->store, why, sizeof why) == 0;
+		if (!is_writable)
+			log_warn("admin: /readyz: the store does not take a write: %s", why);
+		is_ready = is_ready && is_writable;
+		json_object_set_new(body, "store_writable", json_boolean(is_writable));
+		if (!is_writable)
+			json_object_set_new(body, "store_error", json_string(why));
+	}
+	json_object_set_new(body, "ready", json_boolean(is_ready));
+	json_object_set_new(body, "status", json_string(is_ready ? "ok" : "not_ready"));
+	admin_reply_json(req, is_readyz && !is_ready ? 503 : 200, body);
+}
+
+/* ---- routing ---- */
+
+/*
+ * The routes. A pattern's segments are literal, "{id}" (a run id: digits,
+ * at least 1) or "{name}" (any one segment, percent-decoded). One line per
+ * method a path takes; other methods get 405 with Allow. is_public: no
+ * bearer token (health probes; webhooks check their own signature).
+ */
+static const struct admin_route {
+	const char *pattern;
+	enum evhttp_cmd_type method;
+	bool is_public;
+	void (*handle)(struct admin *ad, struct evhttp_request *req,
+		       const struct admin_path *match);
+} admin_routes[] = {
+    {"/healthz", EVHTTP_REQ_GET, true, admin_get_health},
+    {"/readyz", EVHTTP_REQ_GET, true, admin_get_health},
+    {"/metrics", EVHTTP_REQ_GET, false, admin_get_metrics},
+    {"/api/v1/events", EVHTTP_REQ_POST, false, admin_post_event},
+    {"/api/v1/runs", EVHTTP_REQ_GET, false, admin_get_runs},
+    {"/api/v1/runs/{id}", EVHTTP_REQ_GET, false, admin_get_run},
+    {"/api/v1/runs/{id}/cancel", EVHTTP_REQ_POST, false, admin_post_cancel},
+    {"/api/v1/runs/{id}/stages/{name}/log", EVHTTP_REQ_GET, false, admin_get_log},
+};
+
+/* Whether path matches pattern; fills out (out->name allocated, caller frees). */
+static bool admin_path_match(const char *pattern, const char *path, struct admin_path *out)
+{
+	out->run_id = 0;
+	out->name = NULL;
+	while (*pattern != '\0' && *path != '\0') {
+		size_t n_pat = strcspn(pattern + 1, "/") + 1, n_seg = strcspn(path + 1, "/") + 1;
+		if (*pattern != '/' || *path != '/')
+			break;
+		if (strncmp(pattern, "/{id}", n_pat) == 0 && n_pat == 5) {
+			char digits[20];
+			long long id;
+			if (n_seg - 1 >= sizeof digits)
+				break;
+			memcpy(digits, path + 1, n_seg - 1);
+			digits[n_seg - 1] = '\0';
+			if (!admin_parse_int(digits, 1, INT64_MAX, &id))
+				break;
+			out->run_id = id;
+		} else if (strncmp(pattern, "/{name}", n_pat) == 0 && n_pat == 7) {
+			char *seg = xstrndup(path + 1, n_seg - 1);
+			free(out->name);
+			out->name = evhttp_uridecode(seg, 0, NULL);
+			free(seg);
+			if (out->name == NULL || *out->name == '\0' ||
+			    strchr(out->name, '/') != NULL)
+				break;
+		} else if (n_pat != n_seg || strncmp(pattern, path, n_pat) != 0) {
+			break;
+		}
+		pattern += n_pat;
+		path += n_seg;
+	}
+	if (*pattern == '\0' && *path == '\0')
+		return true;
+	free(out->name);
+	out->name = NULL;
+	return false;
+}
+
+static const char *admin_method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	default:
+		return "?";
+	}
+}
+
+/*
+ * Finds the route of the request: 404 when no pattern matches, 401 without
+ * the token (unless public), 405 with Allow when the path does not take the
+ * method. The token is checked before 404 and 405, so a client without it
+ * learns nothing about the routes.
+ */
+static void admin_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct admin *ad = arg;
 	struct agent *a = ad->agent;
 	a->metrics.api_requests++;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
-	if (path == NULL)
+	if (path == NULL || *path == '\0')
 		path = "/";
-	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
-		/* /healthz: the agent is alive (200) and says whether it is ready;
-		 * /readyz answers 503 while it is not. */
-		bool is_connected = a->intake != NULL && intake_is_connected(a->intake);
-		bool is_assigned = a->intake != NULL && intake_is_assigned(a->intake);
-		bool is_ready = is_connected && is_assigned && !a->is_stopping;
-		int code = strcmp(path, "/readyz") == 0 && !is_ready ? 503 : 200;
-		admin_reply_json(req, code,
-				 json_pack("{s:s,s:b,s:b,s:b,s:b}", "status",
-					   is_ready ? "ok" : "not_ready", "ready", is_ready,
-					   "kafka_connected", is_connected, "kafka_assigned",
-					   is_assigned, "intake_paused",
-					   a->intake != NULL && intake_is_paused(a->intake)));
-		return;
+	const struct admin_route *route = NULL;
+	struct admin_path captured = {0};
+	bool is_known = false, is_public = false;
+	char allow[64] = "";
+	for (size_t i = 0; i < ARRAY_LEN(admin_routes); i++) {
+		struct admin_path p;
+		if (!admin_path_match(admin_routes[i].pattern, path, &p))
+			continue;
+		is_known = true;
+		is_public = is_public || admin_routes[i].is_public;
+		size_t len = strlen(allow);
+		snprintf(allow + len, sizeof allow - len, "%s%s", len > 0 ? ", " : "",
+			 admin_method_name(admin_routes[i].method));
+		if (route == NULL && admin_routes[i].method == method) {
+			route = &admin_routes[i];
+			captured = p;
+		} else {
+			free(p.name);
+		}
 	}
-	if (!admin_is_authorized(ad, req)) {
+	if (!is_public && !admin_is_authorized(ad, req)) {
 		a->metrics.api_unauthorized++;
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 				  "Bearer");
 		admin_reply_error(req, 401, "a valid bearer token is needed");
-		return;
-	}
-	long long run_id;
-	int consumed = 0;
-	char stage[256];
-	if (strcmp(path, "/api/v1/events") == 0) {
-		if (method != EVHTTP_REQ_POST)
-			admin_reply_error(req, 405, "use POST");
-		else
-			admin_post_event(ad, req);
-	} else if (sscanf(path, "/api/v1/runs/%lld/cancel%n", &run_id, &consumed) == 1 &&
-		   path[consumed] == '\0') {
-		if (method != EVHTTP_REQ_POST)
-			admin_reply_error(req, 405, "use POST");
-		else
-			admin_post_cancel(ad, req, run_id);
-	} else if (method != EVHTTP_REQ_GET) {
-		admin_reply_error(req, 405, "use GET");
-	} else if (strcmp(path, "/metrics") == 0) {
-		admin_get_metrics(ad, req);
-	} else if (strcmp(path, "/api/v1/runs") == 0) {
-		admin_get_runs(ad, req);
-	} else if (sscanf(path, "/api/v1/runs/%lld%n", &run_id, &consumed) == 1 &&
-		   path[consumed] == '\0') {
-		json_t *run = store_run_json(a->store, run_id);
-		if (run == NULL)
-			admin_reply_error(req, 404, "no run %lld", run_id);
-		else
-			admin_reply_json(req, 200, run);
-	} else if (sscanf(path, "/api/v1/runs/%lld/stages/%255[^/]/log%n", &run_id, stage,
-			  &consumed) == 2 &&
-		   path[consumed] == '\0') {
-		char *name = evhttp_uridecode(stage, 0, NULL);
-		admin_get_log(ad, req, run_id, name);
-		free(name);
-	} else {
+	} else if (!is_known) {
 		admin_reply_error(req, 404, "no such route: %s", path);
+	} else if (route == NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		admin_reply_error(req, 405, "%s takes %s", path, allow);
+	} else {
+		route->handle(ad, req, &captured);
 	}
+	free(captured.name);
 }
 
 struct admin *admin_new(struct agent *a, char *err, size_t err_len)
@@ -487,9 +622,28 @@ struct admin *admin_new(struct agent *a, char *err, size_t err_len)
 	ad->http = evhttp_new(a->base);
 	evhttp_set_max_body_size(ad->http, (ev_ssize_t)a->cfg->admin.max_body_bytes);
 	evhttp_set_max_headers_size(ad->http, (ev_ssize_t)a->cfg->admin.max_header_bytes);
-	evhttp_set_allowed_methods(ad->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	/* Every method reaches the dispatcher, which answers 405 with Allow. */
+	evhttp_set_allowed_methods(ad->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_timeout(ad->http, 60);
-	evhttp_set_gencb(ad->http, admin_route, ad);
+	evhttp_set_gencb(ad->http, admin_dispatch, ad);
+	ad->runs_active = metric_family_new(&a->metrics, METRIC_GAUGE, "drover_runs_active",
+					    "Runs queued or running", NULL, NULL, 0, 0);
+	ad->runs_queued = metric_family_new(&a->metrics, METRIC_GAUGE, "drover_runs_queued",
+					    "Runs waiting for a slot, their group or their lock",
+					    NULL, NULL, 0, 0);
+	ad->stages_running = metric_family_new(&a->metrics, METRIC_GAUGE, "drover_stages_running",
+					       "Stages running", NULL, NULL, 0, 0);
+	ad->outbox_depth = metric_family_new(&a->metrics, METRIC_GAUGE, "drover_outbox_depth",
+					     "Results waiting for Kafka", NULL, NULL, 0, 0);
+	ad->consumer_lag =
+	    metric_family_new(&a->metrics, METRIC_GAUGE, "drover_consumer_lag",
+			      "Records of the events topic not yet consumed, per partition",
+			      (const char *[]){"partition", NULL}, NULL, 0, 0);
+	ad->intake_paused =
+	    metric_family_new(&a->metrics, METRIC_GAUGE, "drover_intake_paused",
+			      "1 while backpressure pauses the intake", NULL, NULL, 0, 0);
 	char *listen = xstrdup(a->cfg->admin.listen);
 	char *colon = strrchr(listen, ':');
 	int port = colon != NULL ? atoi(colon + 1) : 8470;

@@ -116,6 +116,7 @@ static void agent_teardown(struct agent *a)
 	if (a->base != NULL)
 		event_base_free(a->base);
 	config_free(a->cfg);
+	metrics_fini(&a->metrics);
 }
 
 int agent_main(const char *config_path)
@@ -130,6 +131,7 @@ int agent_main(const char *config_path)
 		return 2;
 	}
 	diags_free(&diags);
+	metrics_init(&a->metrics);
 	signal(SIGPIPE, SIG_IGN);
 	char err[512];
 	int rc = 1;

@@ -245,6 +245,7 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
 		log_warn("intake: event %s: repository '%s' is not configured: refused", id,
 			 repo != NULL ? repo : "(none)");
 		runs->n_refused++;
+		metrics_event_seen(&a->metrics, ev, "refused");
 		int rc =
 		    store_event_insert(a->store, id, ev, "refused", "repository not configured",
 				       rd_kafka_topic_name(m->rkt), m->partition, m->offset);
@@ -284,6 +285,7 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
 		runs->n_unmatched++;
 	else
 		runs->n_accepted++;
+	metrics_event_seen(&a->metrics, ev, n == 0 ? "unmatched" : "accepted");
 	return n;
 }
 
@@ -320,6 +322,7 @@ static int intake_handle(struct intake *in, const rd_kafka_message_t *m, size_t 
 		int n = intake_admit(in, runs, id, ev, m, &run_ids);
 		if (n == -2) {
 			runs->n_duplicate++;
+			metrics_event_seen(&a->metrics, ev, "duplicate");
 			log_info("intake: event %s seen before: nothing new started", id);
 		} else if (n >= 0) {
 			/* Events that start nothing are counted and stored (drover plan
@@ -342,6 +345,7 @@ static int intake_handle(struct intake *in, const rd_kafka_message_t *m, size_t 
 	}
 	case EVENT_IGNORED:
 		runs->n_ignored++;
+		metrics_event_seen(&a->metrics, ev, "ignored");
 		log_info("intake: %s[%d]@%lld ignored: %s", input.topic, m->partition,
 			 (long long)m->offset, err);
 		break;
@@ -352,6 +356,7 @@ static int intake_handle(struct intake *in, const rd_kafka_message_t *m, size_t 
 			rc = -1;
 			break;
 		}
+		metrics_event_seen(&a->metrics, ev, event_outcome_name(outcome));
 		if (outcome == EVENT_MALFORMED)
 			runs->n_malformed++;
 		else if (outcome == EVENT_UNKNOWN)
@@ -411,6 +416,7 @@ static void intake_record_batch(struct intake *in, rd_kafka_message_t **batch, s
 		is_ok = intake_handle(in, batch[i], i, &runs) == 0;
 	if (!is_ok || store_commit(a->store) != 0) {
 		store_rollback(a->store);
+		metrics_events_settle(&a->metrics, false);
 		intake_rewind(in, batch, n);
 		intake_runs_clear(&runs, n);
 		return;
@@ -425,6 +431,7 @@ static void intake_record_batch(struct intake *in, rd_kafka_message_t **batch, s
 	a->metrics.events_accepted += runs.n_accepted;
 	a->metrics.events_unmatched += runs.n_unmatched;
 	a->metrics.events_refused += runs.n_refused;
+	metrics_events_settle(&a->metrics, true);
 	for (size_t i = 0; i < n; i++)
 		offsets_recorded(in->offsets, batch[i]->partition, batch[i]->offset, runs.held[i],
 				 runs.n_held_runs[i]);

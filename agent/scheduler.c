@@ -779,6 +779,8 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 	st->is_active = false;
 	s->n_running--;
 	a->metrics.stages_finished++;
+	metrics_stage_finished(&a->metrics, run->rec.pipeline, status,
+			       now_ms() - st->rec.started_at);
 	if (st->timeout_ev != NULL)
 		evtimer_del(st->timeout_ev);
 	if (st->force_ev != NULL)
@@ -1026,6 +1028,7 @@ static void run_finish(struct run *run)
 	run_save(run);
 	report_pipelinerun(a->report, &run->rec, "finished");
 	a->metrics.runs_finished++;
+	metrics_run_finished(&a->metrics, run->rec.pipeline, run->rec.status);
 }
 
 /* After the outcome is committed: the workspace goes (or is kept a while after a failure). */
@@ -1484,6 +1487,14 @@ size_t scheduler_active_runs(const struct scheduler *s)
 size_t scheduler_running_stages(const struct scheduler *s)
 {
 	return s->n_running;
+}
+
+size_t scheduler_queued_runs(const struct scheduler *s)
+{
+	size_t n = 0;
+	for (const struct run *run = s->runs; run != NULL; run = run->next)
+		n += run->rec.status == STATUS_QUEUED;
+	return n;
 }
 
 /* ---- restart and stop ---- */

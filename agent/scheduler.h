@@ -61,6 +61,8 @@ int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason
 
 size_t scheduler_active_runs(const struct scheduler *s);
 size_t scheduler_running_stages(const struct scheduler *s);
+/* Runs waiting for a slot, their group or their lock (not begun yet). */
+size_t scheduler_queued_runs(const struct scheduler *s);
 
 /*
  * Orderly stop: no new stage starts; running stages get grace_ms to finish,

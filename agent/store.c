@@ -16,6 +16,7 @@
 #include "util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_PROBE_BUSY_TIMEOUT_MS 250
 #define STORE_RUNS_LIMIT_DEFAULT 100
 #define STORE_RUNS_LIMIT_MAX 1000
 
@@ -132,6 +133,8 @@ static const char *const migrations[] = {
      */
     ("ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
      "CREATE INDEX events_held ON events (held) WHERE held = 1;"),
+    /* 5: one row that /readyz rewrites to prove the database takes a write. */
+    "CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER NOT NULL);",
 };
 
 #define RUN_COLUMNS                                                                                \
@@ -1368,4 +1371,32 @@ int64_t store_outbox_count(struct store *s)
 	int64_t count = sqlite3_column_int64(st, 0);
 	stmt_done(st);
 	return count;
+}
+
+/*
+ * A real write, as every transaction of the agent makes one: BEGIN
+ * IMMEDIATE (the write lock), the probe row rewritten, COMMIT (a WAL frame
+ * written and synced). The lock is waited for STORE_PROBE_BUSY_TIMEOUT_MS
+ * only, so a probe answers fast while another process holds it.
+ */
+int store_check_writable(struct store *s, char *err, size_t err_len)
+{
+	if (s->tx_depth > 0)
+		return 0; /* a transaction of ours is under way: it holds the write lock */
+	char *sql = xasprintf("BEGIN IMMEDIATE;"
+			      "INSERT OR REPLACE INTO probe (id, checked_at) VALUES (1, %lld);"
+			      "COMMIT;",
+			      (long long)now_ms());
+	char *msg = NULL;
+	sqlite3_busy_timeout(s->db, STORE_PROBE_BUSY_TIMEOUT_MS);
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	free(sql);
+	if (rc == SQLITE_OK)
+		return 0;
+	snprintf(err, err_len, "%s", msg != NULL ? msg : sqlite3_errstr(rc));
+	sqlite3_free(msg);
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
 }

@@ -51,6 +51,13 @@ struct store_stage {
 struct store *store_open(const char *state_dir, char *err, size_t err_len);
 void store_close(struct store *s);
 
+/*
+ * Whether the database takes a write now (disk full, I/O errors, a
+ * read-only file system, a write lock held elsewhere all say no): commits
+ * one row of the probe table. 0, or -1 with SQLite's reason in err.
+ */
+int store_check_writable(struct store *s, char *err, size_t err_len);
+
 /* Transactions nest by counting: only the outermost begin/commit reach SQLite. */
 int store_begin(struct store *s);
 int store_commit(struct store *s);

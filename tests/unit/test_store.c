@@ -158,7 +158,7 @@ static void test_open_creates_schema_and_wal(void **state)
 	struct fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
 	const char *tables[] = {"events",  "runs",   "stages",	   "stage_attempts",
 				"outputs", "outbox", "stage_procs"};
 	for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
@@ -1214,7 +1214,7 @@ static void test_migrates_version_1(void **state)
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(
 	    sqlite3_exec(db,
-			 "DROP TABLE stage_procs; DROP INDEX events_held;"
+			 "DROP TABLE stage_procs; DROP INDEX events_held; DROP TABLE probe;"
 			 " ALTER TABLE events DROP COLUMN held; PRAGMA user_version = 1",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1222,7 +1222,7 @@ static void test_migrates_version_1(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
 	sqlite3_close(db);
 	struct store_stage_proc p = sample_proc(run, "build", 4101, 42);
@@ -1259,14 +1259,14 @@ static void test_migrates_version_2(void **state)
 			 " ('drover.results', 'acme/gone', x'', NULL, 3);"
 			 "DELETE FROM outbox WHERE id = 3;"
 			 "DROP INDEX events_held; ALTER TABLE events DROP COLUMN held;"
-			 "PRAGMA user_version = 2",
+			 "DROP TABLE probe; PRAGMA user_version = 2",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
 	assert_raw_text(db, "SELECT typeof(key) FROM outbox WHERE id = 1", "blob");
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_v3'"),
 			 0);
