@@ -34,6 +34,8 @@ enum {
 	CLI_TOTAL_TIMEOUT_MS = 60000,
 	CLI_MAX_REPLY_BYTES = 64 * 1024 * 1024, /* a JSON answer; logs are streamed instead */
 	CLI_ERROR_CHARS = 300,			/* an API error message on one line */
+	CLI_RUNS_DEFAULT = 100,			/* drover runs without --limit */
+	CLI_RUNS_PAGE = 500,			/* the API's largest page */
 };
 
 /* ---------------------------------------------------------------- arguments */
@@ -64,7 +66,7 @@ static const struct cli_command_info cli_commands[] = {
 	 1, 1, "one event file (or - for stdin)"},
     [CMD_RUNS] = {"runs",
 		  "drover runs [-c FILE] [--json] [--pipeline P] [--status S] [--repo R] "
-		  "[--limit N]",
+		  "[--limit N] [--before RUN]",
 		  0, 0, "no arguments"},
     [CMD_SHOW] = {"show", "drover show [-c FILE] [--json] RUN", 1, 1, "one run id"},
     [CMD_LOGS] = {"logs", "drover logs [-c FILE] [--attempt N] RUN STAGE", 2, 2,
@@ -94,6 +96,7 @@ enum cli_flag {
 	FLAG_LIMIT,
 	FLAG_ATTEMPT,
 	FLAG_REASON,
+	FLAG_BEFORE,
 };
 
 #define ON(c) (1u << (c))
@@ -124,6 +127,7 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_LIMIT, "limit", 0, true, ON(CMD_RUNS)},
     {FLAG_ATTEMPT, "attempt", 0, true, ON(CMD_LOGS)},
     {FLAG_REASON, "reason", 0, true, ON(CMD_CANCEL)},
+    {FLAG_BEFORE, "before", 0, true, ON(CMD_RUNS)},
 };
 
 static int cli_command_find(const char *name)
@@ -243,8 +247,10 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_LIMIT:
 	case FLAG_ATTEMPT:
-		if (cli_parse_positive(v, f->flag == FLAG_LIMIT ? &args->limit : &args->attempt) !=
-		    0) {
+	case FLAG_BEFORE:
+		if (cli_parse_positive(v, f->flag == FLAG_LIMIT	   ? &args->limit
+					  : f->flag == FLAG_BEFORE ? &args->before
+								   : &args->attempt) != 0) {
 			snprintf(err, len, "%s: '%.40s' is not a positive number", spell, v);
 			return -1;
 		}
@@ -1154,37 +1160,75 @@ out:
 	return rc;
 }
 
-/* GET /api/v1/runs with the filters given: a table, or the array as JSON. */
+/*
+ * One page of GET /api/v1/runs: at most limit runs older than before (0:
+ * from the newest). The array (new reference), or NULL with the reason
+ * printed.
+ */
+static json_t *cli_runs_page(const struct cli_client *c, const struct cli_args *args, long limit,
+			     long before)
+{
+	char limit_text[24], before_text[24];
+	snprintf(limit_text, sizeof limit_text, "%ld", limit);
+	snprintf(before_text, sizeof before_text, "%ld", before);
+	const struct cli_query_param params[] = {
+	    {"pipeline", args->pipeline},
+	    {"status", args->status},
+	    {"repo", args->repo},
+	    {"limit", limit_text},
+	    {"before", before > 0 ? before_text : NULL},
+	};
+	char *url = cli_build_url(c->base_url, "/api/v1/runs", params, ARRAY_LEN(params));
+	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
+	struct cli_reply r = {0};
+	json_t *runs = NULL;
+	if (cli_request(c, url, headers, NULL, 0, false, &r) != 0)
+		goto out;
+	if (!cli_is_success(r.status)) {
+		cli_print_api_error(c, &r);
+		goto out;
+	}
+	runs = cli_reply_json(&r);
+	if (runs != NULL && !json_is_array(runs)) {
+		fprintf(stderr, "drover: the agent's answer is not a list of runs\n");
+		json_decref(runs);
+		runs = NULL;
+	}
+out:
+	strbuf_free(&r.body);
+	free(url);
+	return runs;
+}
+
+/*
+ * GET /api/v1/runs with the filters given, page by page (the API gives at
+ * most CLI_RUNS_PAGE a request; the next page starts before the last id
+ * seen) until --limit runs (default 100) or the oldest: a table, or the
+ * array as JSON.
+ */
 static int cmd_runs(const struct cli_args *args, const struct config *cfg)
 {
 	struct cli_client c;
 	if (cli_client_init(&c, cfg) != 0)
 		return 1;
-	char limit[24];
-	snprintf(limit, sizeof limit, "%ld", args->limit);
-	const struct cli_query_param params[] = {
-	    {"pipeline", args->pipeline},
-	    {"status", args->status},
-	    {"repo", args->repo},
-	    {"limit", args->limit > 0 ? limit : NULL},
-	};
-	char *url = cli_build_url(c.base_url, "/api/v1/runs", params, ARRAY_LEN(params));
-	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
-	struct cli_reply r = {0};
+	long want = args->limit > 0 ? args->limit : CLI_RUNS_DEFAULT, before = args->before;
+	json_t *runs = json_array();
 	int rc = 1;
-	json_t *runs = NULL;
-	if (cli_request(&c, url, headers, NULL, 0, false, &r) != 0)
-		goto out;
-	if (!cli_is_success(r.status)) {
-		cli_print_api_error(&c, &r);
-		goto out;
-	}
-	runs = cli_reply_json(&r);
-	if (runs == NULL)
-		goto out;
-	if (!json_is_array(runs)) {
-		fprintf(stderr, "drover: the agent's answer is not a list of runs\n");
-		goto out;
+	while (json_array_size(runs) < (size_t)want) {
+		long n = want - (long)json_array_size(runs);
+		json_t *page =
+		    cli_runs_page(&c, args, n < CLI_RUNS_PAGE ? n : CLI_RUNS_PAGE, before);
+		if (page == NULL)
+			goto out;
+		size_t got = json_array_size(page);
+		json_array_extend(runs, page);
+		json_decref(page);
+		if (got < (size_t)(n < CLI_RUNS_PAGE ? n : CLI_RUNS_PAGE))
+			break;
+		before = (long)json_integer_value(
+		    json_object_get(json_array_get(runs, json_array_size(runs) - 1), "id"));
+		if (before <= 1)
+			break;
 	}
 	if (args->is_json) {
 		rc = cli_print_json(runs);
@@ -1196,8 +1240,6 @@ static int cmd_runs(const struct cli_args *args, const struct config *cfg)
 	}
 out:
 	json_decref(runs);
-	strbuf_free(&r.body);
-	free(url);
 	cli_client_free(&c);
 	return rc;
 }

@@ -41,6 +41,7 @@ struct cli_args {
 	const char *reason; /* cancel --reason */
 	long limit;	    /* 0: not given */
 	long attempt;	    /* 0: not given */
+	long before;	    /* runs --before: 0: not given */
 	bool is_json;
 	bool is_help;
 	const char **positionals;

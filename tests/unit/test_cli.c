@@ -133,6 +133,8 @@ static void test_args_errors(void **state)
 	    {{"runs", "--limit", "-5"}, "not a positive number"},
 	    {{"runs", "--limit", "99999999999999999999"}, "not a positive number"},
 	    {{"logs", "r", "s", "--attempt", "0"}, "not a positive number"},
+	    {{"runs", "--before", "-1"}, "not a positive number"},
+	    {{"show", "--before", "3", "1"}, "unknown flag '--before'"},
 	    {{"runs", "--status", "exploded"}, "unknown status 'exploded'"},
 	    {{"runs", "--json=yes"}, "--json takes no value"},
 	    {{"runs", "extra"}, "expects no arguments"},
@@ -959,12 +961,13 @@ static void test_runs_query_and_table(void **state)
 	struct tmp t;
 	tmp_make(&t);
 	char *cfg = agent_config(&t, fa.port, NULL);
-	const char *argv[] = {"runs", "-c", cfg, "--pipeline", "a&b=c d", "--limit", "5"};
+	const char *argv[] = {"runs",	 "-c", cfg,	   "--pipeline", "a&b=c d",
+			      "--limit", "5",  "--before", "40"};
 	struct capture c = run_cli(NULL, ARGC(argv), argv);
 	char *req = fake_agent_stop(&fa);
 	assert_int_equal(c.rc, 0);
-	assert_true(
-	    starts_with(req, "GET /api/v1/runs?pipeline=a%26b%3Dc%20d&limit=5 HTTP/1.1\r\n"));
+	assert_true(starts_with(
+	    req, "GET /api/v1/runs?pipeline=a%26b%3Dc%20d&limit=5&before=40 HTTP/1.1\r\n"));
 	assert_non_null(strstr(c.out, "evil\\nbranch"));
 	assert_int_equal(count_char(c.out, '\n'), 4);
 	capture_free(&c);
@@ -978,7 +981,7 @@ static void test_runs_query_and_table(void **state)
 	free(req);
 	req = fake_agent_stop(&fa);
 	assert_int_equal(c.rc, 0);
-	assert_true(starts_with(req, "GET /api/v1/runs HTTP/1.1\r\n"));
+	assert_true(starts_with(req, "GET /api/v1/runs?limit=100 HTTP/1.1\r\n"));
 	json_t *again = json_loads(c.out, 0, NULL);
 	json_t *orig = json_loads(runs_json, 0, NULL);
 	assert_true(json_equal(again, orig));
