@@ -13,7 +13,7 @@ packages=(
 	build-essential cmake pkg-config git
 	libevent-dev librdkafka-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 	libsqlite3-dev sqlite3 libcmocka-dev
-	clang-format valgrind kcat curl python3
+	clang-format valgrind kcat curl python3 python3-venv
 	openjdk-17-jre-headless maven
 )
 fuzz_packages=(clang libclang-rt-14-dev)
