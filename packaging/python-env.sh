@@ -2,7 +2,8 @@
 # python-env: the Python virtual environment of the tests, for tools Debian
 # does not package: prometheus_client (the Prometheus project's own Python
 # client, whose text-format parser tests/e2e/test_metrics.sh reads /metrics
-# with). Created once in ~/.cache/drover/venv (DROVER_VENV overrides) with
+# with) and openapi-spec-validator (tests/e2e/test_openapi.sh checks
+# agent/openapi.yaml with it). Created once in ~/.cache/drover/venv (DROVER_VENV overrides) with
 # the pinned versions below; pip's download cache stays in
 # ~/.cache/drover/pip, so a rebuilt venv downloads nothing. Prints the
 # venv's python on stdout; everything else goes to stderr. Safe to run from
@@ -13,6 +14,7 @@ set -euo pipefail
 
 requirements=(
 	prometheus_client==0.21.1
+	openapi-spec-validator==0.7.1
 )
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/drover
@@ -24,7 +26,7 @@ flock 9
 stamp="$venv/.drover-requirements"
 want=$(printf '%s\n' "${requirements[@]}")
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
-	"$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+	"$venv/bin/python" -c 'import prometheus_client, openapi_spec_validator' 2>/dev/null; then
 	printf '%s\n' "$venv/bin/python"
 	exit 0
 fi
