@@ -51,12 +51,6 @@ enum {
 	ADMIN_RUNS_LIMIT_MAX = 500,
 };
 
-/* What the route's pattern captured: {id} (a run id) and {name} (one segment, decoded). */
-struct admin_path {
-	long long run_id;
-	char *name; /* owned by the dispatcher */
-};
-
 static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -512,8 +506,7 @@ static const struct admin_route {
     {"/api/v1/runs/{id}/stages/{name}/log", EVHTTP_REQ_GET, false, admin_get_log},
 };
 
-/* Whether path matches pattern; fills out (out->name allocated, caller frees). */
-static bool admin_path_match(const char *pattern, const char *path, struct admin_path *out)
+bool admin_path_match(const char *pattern, const char *path, struct admin_path *out)
 {
 	out->run_id = 0;
 	out->name = NULL;
