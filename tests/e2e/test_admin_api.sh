@@ -259,3 +259,35 @@ say "the admin socket is bound to the configured loopback address only"
 port_hex=$(printf '%04X' "$PORT")
 listeners=$(awk -v p=":$port_hex" '$2 ~ p"$" && $4 == "0A" { print $2 }' /proc/net/tcp /proc/net/tcp6)
 assert_eq "$listeners" "0100007F:$port_hex" "listening sockets on port $PORT"
+
+say "without admin.listen an agent listens on 127.0.0.1:8470, loopback only"
+if python3 -c 'import socket; socket.socket().bind(("0.0.0.0", 8470))' 2>/dev/null; then
+	mkdir -p "$T/no-pipelines"
+	{
+		echo "state_dir: \"$T/state-default\""
+		echo "pipelines: \"$T/no-pipelines\"" # it only has to listen: it runs nothing
+		echo "plugins: \"$DROVER_BUILD/plugins\""
+		echo "kafka:"
+		echo "  brokers: \"$KAFKA_BROKERS\""
+		echo "  group: \"$KAFKA_GROUP.default-listen\""
+		echo "  events_topic: \"$EVENTS_TOPIC\""
+		echo "  results_topic: \"$RESULTS_TOPIC\""
+		echo "  dead_letter_topic: \"$DEAD_LETTER_TOPIC\""
+	} >"$T/default.yaml"
+	"$DROVER_BIN" agent -c "$T/default.yaml" >"$T/agent.default.log" 2>&1 &
+	default_pid=$!
+	EXTRA_PIDS+=("$default_pid")
+	end=$((SECONDS + 30))
+	until curl -s --max-time 2 http://127.0.0.1:8470/healthz | grep -q kafka_connected; do
+		kill -0 "$default_pid" 2>/dev/null ||
+			fail "the agent without admin.listen exited: $(tail -n 5 "$T/agent.default.log")"
+		[ "$SECONDS" -lt "$end" ] || fail "no /healthz on 127.0.0.1:8470 within 30 s"
+		sleep 0.2
+	done
+	listeners=$(awk '$2 ~ /:2116$/ && $4 == "0A" { print $2 }' /proc/net/tcp /proc/net/tcp6)
+	assert_eq "$listeners" "0100007F:2116" "listening sockets on port 8470"
+	kill -TERM "$default_pid"
+	wait "$default_pid" || fail "the agent without admin.listen did not stop cleanly"
+else
+	say "(skipped: port 8470 is taken on this machine; tests/unit/test_config.c checks the default)"
+fi
