@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin_hooks.h"
+#include "admin_http.h"
 #include "agent.h"
 #include "event.h"
 #include "intake.h"
@@ -41,9 +43,10 @@ struct admin {
 	struct agent *agent;
 	struct evhttp *http;
 	struct pending_event *pending;
+	struct admin_hooks *hooks;
 };
 
-static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
+void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
 	char *text = json_dumps(body, JSON_COMPACT);
@@ -57,9 +60,7 @@ static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 	evbuffer_free(out);
 }
 
-static void admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
+void admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -128,9 +129,8 @@ static void admin_event_delivered(void *arg, rd_kafka_resp_err_t err, int32_t pa
 }
 
 /* Request headers that become record headers, with their Kafka names. */
-static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
-					       struct event_header *views, size_t *n_views,
-					       size_t max_views)
+rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req, struct event_header *views,
+					size_t *n_views, size_t max_views)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -142,6 +142,9 @@ static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
 		} else if (strcasecmp(kv->key, "X-GitHub-Event") == 0 ||
 			   strcasecmp(kv->key, "X-GitHub-Delivery") == 0 ||
 			   strcasecmp(kv->key, "X-Drover-Event") == 0 ||
+			   strcasecmp(kv->key, "X-Gitlab-Event") == 0 ||
+			   strcasecmp(kv->key, "X-Gitlab-Event-UUID") == 0 ||
+			   strcasecmp(kv->key, "Idempotency-Key") == 0 ||
 			   strcasecmp(kv->key, "Content-Type") == 0) {
 			snprintf(name, sizeof name, "%s", kv->key);
 		} else {
@@ -169,10 +172,6 @@ static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
 static void admin_post_event(struct admin *ad, struct evhttp_request *req)
 {
 	struct agent *a = ad->agent;
-	if (a->is_stopping) {
-		admin_reply_error(req, 503, "the agent is stopping");
-		return;
-	}
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(body);
 	const char *data = (const char *)evbuffer_pullup(body, -1);
@@ -194,13 +193,25 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req)
 	json_t *ev = NULL;
 	char err[256];
 	event_normalize(&input, &opt, &ev, err, sizeof err);
+	admin_produce_event(ad, req, data, len, headers,
+			    json_string_value(json_object_get(ev, "repo")));
+	json_decref(ev);
+}
+
+void admin_produce_event(struct admin *ad, struct evhttp_request *req, const char *data, size_t len,
+			 rd_kafka_headers_t *headers, const char *key)
+{
+	struct agent *a = ad->agent;
+	if (a->is_stopping) {
+		rd_kafka_headers_destroy(headers);
+		admin_reply_error(req, 503, "the agent is stopping");
+		return;
+	}
 	struct pending_event *p = xcalloc(1, sizeof *p);
 	p->ad = ad;
 	p->req = req;
 	p->conn = evhttp_request_get_connection(req);
-	const char *repo = json_string_value(json_object_get(ev, "repo"));
-	p->key = repo != NULL ? xstrdup(repo) : NULL;
-	json_decref(ev);
+	p->key = key != NULL ? xstrdup(key) : NULL;
 	evhttp_connection_set_closecb(p->conn, admin_on_conn_close, ad);
 	if (kafka_produce(a->kafka, a->cfg->kafka.events_topic, p->key, data, len, headers,
 			  admin_event_delivered, p) != 0) {
@@ -405,6 +416,7 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req)
 			    "# HELP drover_intake_paused 1 while backpressure pauses the intake\n"
 			    "# TYPE drover_intake_paused gauge\ndrover_intake_paused %d\n",
 			    ad->agent->intake != NULL && intake_is_paused(ad->agent->intake));
+	admin_hooks_metrics(ad->hooks, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, out);
@@ -433,6 +445,11 @@ static void admin_route(struct evhttp_request *req, void *arg)
 					   "kafka_connected", is_connected, "kafka_assigned",
 					   is_assigned, "intake_paused",
 					   a->intake != NULL && intake_is_paused(a->intake)));
+		return;
+	}
+	if (strncmp(path, "/hooks/", 7) == 0) {
+		/* The git host cannot send the bearer token: its own secret is the auth. */
+		admin_hooks_route(ad->hooks, ad, req, path + 7);
 		return;
 	}
 	if (!admin_is_authorized(ad, req)) {
@@ -484,6 +501,7 @@ struct admin *admin_new(struct agent *a, char *err, size_t err_len)
 {
 	struct admin *ad = xcalloc(1, sizeof *ad);
 	ad->agent = a;
+	ad->hooks = admin_hooks_new(a);
 	ad->http = evhttp_new(a->base);
 	evhttp_set_max_body_size(ad->http, (ev_ssize_t)a->cfg->admin.max_body_bytes);
 	evhttp_set_max_headers_size(ad->http, (ev_ssize_t)a->cfg->admin.max_header_bytes);
@@ -520,5 +538,6 @@ void admin_free(struct admin *ad)
 	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
 		p->req = NULL;
 	evhttp_free(ad->http);
+	admin_hooks_free(ad->hooks);
 	free(ad);
 }

@@ -28,6 +28,7 @@ struct loader {
 	struct diags *diags;
 	struct config *cfg;
 	size_t n_errors;
+	bool has_azure_password; /* hooks.azure_devops names a password (set or not) */
 };
 
 enum field_kind {
@@ -589,9 +590,10 @@ static void config_parse_secrets(struct loader *l, const char *path, yaml_node_t
 
 /*
  * One webhook secret from a file (trailing newline cut) or an environment
- * variable, read now: a receiver that is configured but has no secret
- * must stop the agent at start, never accept unsigned requests. The value
- * joins the masked secrets; it is never logged.
+ * variable, read now. A file that cannot be read or an empty secret is an
+ * error; an unset variable a warning that leaves the receiver off (it
+ * answers 404, it never accepts unsigned requests). The value joins the
+ * masked secrets; it is never logged.
  */
 static void config_read_hook_secret(struct loader *l, const char *path, yaml_node_t *node,
 				    char **slot, bool is_env)
@@ -609,8 +611,11 @@ static void config_read_hook_secret(struct loader *l, const char *path, yaml_nod
 	if (is_env) {
 		const char *env = getenv(source);
 		if (env == NULL) {
-			config_error(l, node, "'%s': environment variable %s is not set", path,
-				     source);
+			/* As for secrets: the CLI reads this file without the agent's
+			 * environment. The receiver stays off (404), never open. */
+			log_warn("config: %s:%d: '%s': environment variable %s is not set; "
+				 "that webhook receiver is off",
+				 l->file, node_line(node), path, source);
 			return;
 		}
 		value = xstrdup(env);
@@ -662,11 +667,13 @@ static void config_parse_gitlab_token_env(struct loader *l, const char *path, ya
 
 static void config_parse_azure_password_file(struct loader *l, const char *path, yaml_node_t *node)
 {
+	l->has_azure_password = true;
 	config_read_hook_secret(l, path, node, &l->cfg->hooks.azure_password, false);
 }
 
 static void config_parse_azure_password_env(struct loader *l, const char *path, yaml_node_t *node)
 {
+	l->has_azure_password = true;
 	config_read_hook_secret(l, path, node, &l->cfg->hooks.azure_password, true);
 }
 
@@ -938,7 +945,7 @@ struct config *config_load(const char *path, struct diags *diags)
 	}
 	config_parse_text(&l, text, len);
 	free(text);
-	if ((cfg->hooks.azure_username != NULL) != (cfg->hooks.azure_password != NULL)) {
+	if ((cfg->hooks.azure_username != NULL) != l.has_azure_password) {
 		diags_add(diags, path, 0,
 			  "hooks.azure_devops needs both 'username' and a password (password_file "
 			  "or password_env)");
