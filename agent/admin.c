@@ -1,8 +1,8 @@
 /*
  * admin: evhttp routes. Reads the store and the metrics; writes nothing but
  * Kafka records (events) and, through the scheduler, an operator's cancel. Every route but /healthz
- * and /readyz needs the bearer token when one is configured; bodies and headers are size-capped by
- * evhttp.
+ * and /readyz needs the bearer token when one is configured, except the webhook receivers
+ * (admin_hooks.c), which check their own secrets; bodies and headers are size-capped by evhttp.
  */
 #include "admin.h"
 
