@@ -290,6 +290,14 @@ static enum hook_outcome hook_handle(struct admin_hooks *h, struct admin *ad, en
 			admin_reply_error(req, 400, "X-GitHub-Event is missing");
 			return HOOK_MALFORMED;
 		}
+		const char *type = hook_header(req, "Content-Type");
+		if (type != NULL &&
+		    strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
+			admin_reply_error(req, 400,
+					  "a form-encoded body: set the webhook's content type to "
+					  "application/json");
+			return HOOK_MALFORMED;
+		}
 		if (strcmp(event, "ping") == 0) {
 			log_info("admin: webhook github: ping (hook %s)",
 				 hook_header(req, "X-GitHub-Hook-ID") != NULL

@@ -135,7 +135,7 @@ assert_eq "$(unauthorized_metric github malformed)" 1 "github unauthorized (malf
 assert_eq "$(unauthorized_metric github mismatch)" 2 "github unauthorized (mismatch)"
 assert_eq "$(hooks_metric github unauthorized)" 4 "github unauthorized"
 
-say "ping: 200, nothing produced; issues: 200 ignored; bad JSON: 400; GET: 405"
+say "ping: 200, nothing produced; issues: 200 ignored; bad JSON or a form: 400; GET: 405"
 code=$(hook github "$GITHUB_FIXTURES/ping.payload.json" -H "X-GitHub-Event: ping" \
 	-H "X-GitHub-Delivery: ping-1" -H "X-Hub-Signature-256: $(sign "$GH_SECRET" "$GITHUB_FIXTURES/ping.payload.json")")
 assert_eq "$code" 200 "status of a ping"
@@ -149,6 +149,13 @@ code=$(hook github "$T/events/bad.json" -H "X-GitHub-Event: push" \
 	-H "X-GitHub-Delivery: json-1" -H "X-Hub-Signature-256: $(sign "$GH_SECRET" "$T/events/bad.json")")
 assert_eq "$code" 400 "status of bad JSON"
 assert_contains "$(cat "$T/hook.out")" "not valid JSON" "reply to bad JSON"
+printf 'payload=%%7B%%7D' >"$T/events/form.txt"
+code=$(curl -s -o "$T/hook.out" -w '%{http_code}' --max-time 15 -X POST --data-binary "@$T/events/form.txt" \
+	-H "Content-Type: application/x-www-form-urlencoded" -H "X-GitHub-Event: push" \
+	-H "X-Hub-Signature-256: $(sign "$GH_SECRET" "$T/events/form.txt")" \
+	"http://127.0.0.1:$PORT/hooks/github" || true)
+assert_eq "$code" 400 "status of a form-encoded body"
+assert_contains "$(cat "$T/hook.out")" "content type to application/json" "reply to a form-encoded body"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PORT/hooks/github" || true)
 assert_eq "$code" 405 "status of GET /hooks/github"
 python3 -c 'import json; print(json.dumps({"ref": "refs/heads/master", "pad": "x" * 100000}))' \
@@ -158,7 +165,7 @@ code=$(hook github "$T/events/big.json" -H "X-GitHub-Event: push" \
 assert_eq "$code" 413 "status of a body over admin.max_body_bytes"
 assert_eq "$(hooks_metric github ping)" 1 "github ping"
 assert_eq "$(hooks_metric github ignored)" 1 "github ignored"
-assert_eq "$(hooks_metric github malformed)" 1 "github malformed"
+assert_eq "$(hooks_metric github malformed)" 2 "github malformed"
 assert_eq "$(hooks_metric github wrong_method)" 1 "github wrong_method"
 
 say "GitLab: a wrong and a missing token are 401, the right one a run"
