@@ -1,8 +1,8 @@
 /*
  * admin: evhttp routes. Reads the store and the metrics; writes nothing but
  * Kafka records (events) and, through the scheduler, an operator's cancel. Every route but /healthz
- * and /readyz needs the bearer token when one is configured; bodies and headers are size-capped by
- * evhttp.
+ * and /readyz needs the bearer token when one is configured, except the webhook receivers
+ * (admin_hooks.c), which check their own secrets; bodies and headers are size-capped by evhttp.
  */
 #include "admin.h"
 
@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin_hooks.h"
+#include "admin_http.h"
 #include "agent.h"
 #include "event.h"
 #include "intake.h"
@@ -41,6 +43,7 @@ struct admin {
 	struct agent *agent;
 	struct evhttp *http;
 	struct pending_event *pending;
+	struct admin_hooks *hooks; /* owned: POST /hooks/<provider> (admin_hooks.c) */
 	/* gauges read at each scrape (families of agent->metrics) */
 	struct metric_family *runs_active, *runs_queued, *stages_running, *outbox_depth;
 	struct metric_family *consumer_lag, *intake_paused;
@@ -51,7 +54,7 @@ enum {
 	ADMIN_RUNS_LIMIT_MAX = 500,
 };
 
-static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
+void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
 	char *text = json_dumps(body, JSON_COMPACT);
@@ -65,9 +68,7 @@ static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 	evbuffer_free(out);
 }
 
-static void admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
+void admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -161,9 +162,8 @@ static void admin_event_delivered(void *arg, rd_kafka_resp_err_t err, int32_t pa
 }
 
 /* Request headers that become record headers, with their Kafka names. */
-static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
-					       struct event_header *views, size_t *n_views,
-					       size_t max_views)
+rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req, struct event_header *views,
+					size_t *n_views, size_t max_views)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -175,6 +175,9 @@ static rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req,
 		} else if (strcasecmp(kv->key, "X-GitHub-Event") == 0 ||
 			   strcasecmp(kv->key, "X-GitHub-Delivery") == 0 ||
 			   strcasecmp(kv->key, "X-Drover-Event") == 0 ||
+			   strcasecmp(kv->key, "X-Gitlab-Event") == 0 ||
+			   strcasecmp(kv->key, "X-Gitlab-Event-UUID") == 0 ||
+			   strcasecmp(kv->key, "Idempotency-Key") == 0 ||
 			   strcasecmp(kv->key, "Content-Type") == 0) {
 			snprintf(name, sizeof name, "%s", kv->key);
 		} else {
@@ -204,10 +207,6 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req,
 {
 	(void)match;
 	struct agent *a = ad->agent;
-	if (a->is_stopping) {
-		admin_reply_error(req, 503, "the agent is stopping");
-		return;
-	}
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(body);
 	const char *data = (const char *)evbuffer_pullup(body, -1);
@@ -229,13 +228,25 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req,
 	json_t *ev = NULL;
 	char err[256];
 	event_normalize(&input, &opt, &ev, err, sizeof err);
+	admin_produce_event(ad, req, data, len, headers,
+			    json_string_value(json_object_get(ev, "repo")));
+	json_decref(ev);
+}
+
+void admin_produce_event(struct admin *ad, struct evhttp_request *req, const char *data, size_t len,
+			 rd_kafka_headers_t *headers, const char *key)
+{
+	struct agent *a = ad->agent;
+	if (a->is_stopping) {
+		rd_kafka_headers_destroy(headers);
+		admin_reply_error(req, 503, "the agent is stopping");
+		return;
+	}
 	struct pending_event *p = xcalloc(1, sizeof *p);
 	p->ad = ad;
 	p->req = req;
 	p->conn = evhttp_request_get_connection(req);
-	const char *repo = json_string_value(json_object_get(ev, "repo"));
-	p->key = repo != NULL ? xstrdup(repo) : NULL;
-	json_decref(ev);
+	p->key = key != NULL ? xstrdup(key) : NULL;
 	evhttp_connection_set_closecb(p->conn, admin_on_conn_close, ad);
 	if (kafka_produce(a->kafka, a->cfg->kafka.events_topic, p->key, data, len, headers,
 			  admin_event_delivered, p) != 0) {
@@ -442,6 +453,7 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req,
 	struct evbuffer *out = evbuffer_new();
 	evbuffer_add(out, text, strlen(text));
 	free(text);
+	admin_hooks_metrics(ad->hooks, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, 200, NULL, out);
@@ -481,13 +493,25 @@ static void admin_get_health(struct admin *ad, struct evhttp_request *req,
 	admin_reply_json(req, is_readyz && !is_ready ? 503 : 200, body);
 }
 
+/* POST /hooks/<provider>: admin_hooks.c answers every method (it counts its refusals too). */
+static void admin_route_hooks(struct admin *ad, struct evhttp_request *req,
+			      const struct admin_path *match)
+{
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+	admin_hooks_route(ad->hooks, ad, req, match->name);
+}
+
 /* ---- routing ---- */
+
+/* A route whose handler takes every method and answers 405 itself. */
+#define ADMIN_ANY_METHOD ((enum evhttp_cmd_type)0)
 
 /*
  * The routes. A pattern's segments are literal, "{id}" (a run id: digits,
  * at least 1) or "{name}" (any one segment, percent-decoded). One line per
  * method a path takes; other methods get 405 with Allow. is_public: no
- * bearer token (health probes; webhooks check their own signature).
+ * bearer token (health probes; webhooks check their own secret).
  */
 static const struct admin_route {
 	const char *pattern;
@@ -504,6 +528,7 @@ static const struct admin_route {
     {"/api/v1/runs/{id}", EVHTTP_REQ_GET, false, admin_get_run},
     {"/api/v1/runs/{id}/cancel", EVHTTP_REQ_POST, false, admin_post_cancel},
     {"/api/v1/runs/{id}/stages/{name}/log", EVHTTP_REQ_GET, false, admin_get_log},
+    {"/hooks/{name}", ADMIN_ANY_METHOD, true, admin_route_hooks},
 };
 
 bool admin_path_match(const char *pattern, const char *path, struct admin_path *out)
@@ -583,9 +608,11 @@ static void admin_dispatch(struct evhttp_request *req, void *arg)
 		is_known = true;
 		is_public = is_public || admin_routes[i].is_public;
 		size_t len = strlen(allow);
-		snprintf(allow + len, sizeof allow - len, "%s%s", len > 0 ? ", " : "",
-			 admin_method_name(admin_routes[i].method));
-		if (route == NULL && admin_routes[i].method == method) {
+		if (admin_routes[i].method != ADMIN_ANY_METHOD)
+			snprintf(allow + len, sizeof allow - len, "%s%s", len > 0 ? ", " : "",
+				 admin_method_name(admin_routes[i].method));
+		if (route == NULL && (admin_routes[i].method == method ||
+				      admin_routes[i].method == ADMIN_ANY_METHOD)) {
 			route = &admin_routes[i];
 			captured = p;
 		} else {
@@ -612,6 +639,7 @@ struct admin *admin_new(struct agent *a, char *err, size_t err_len)
 {
 	struct admin *ad = xcalloc(1, sizeof *ad);
 	ad->agent = a;
+	ad->hooks = admin_hooks_new(a);
 	ad->http = evhttp_new(a->base);
 	evhttp_set_max_body_size(ad->http, (ev_ssize_t)a->cfg->admin.max_body_bytes);
 	evhttp_set_max_headers_size(ad->http, (ev_ssize_t)a->cfg->admin.max_header_bytes);
@@ -667,5 +695,6 @@ void admin_free(struct admin *ad)
 	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
 		p->req = NULL;
 	evhttp_free(ad->http);
+	admin_hooks_free(ad->hooks);
 	free(ad);
 }

@@ -1,7 +1,8 @@
 /*
  * admin: the HTTP API on evhttp (127.0.0.1:8470 by default): health, runs,
  * stage logs, metrics, and POST /api/v1/events, which produces the body to
- * the events topic and answers only after Kafka acknowledged it.
+ * the events topic and answers only after Kafka acknowledged it, and the
+ * webhook receivers /hooks/{github,gitlab,azure-devops} (admin_hooks.h).
  */
 #ifndef DROVER_ADMIN_H
 #define DROVER_ADMIN_H

@@ -28,6 +28,7 @@ struct loader {
 	struct diags *diags;
 	struct config *cfg;
 	size_t n_errors;
+	bool has_azure_password; /* hooks.azure_devops names a password (set or not) */
 };
 
 enum field_kind {
@@ -519,6 +520,7 @@ static void config_add_secret(struct loader *l, const yaml_node_t *node, const c
 			return;
 		}
 	}
+	cfg->secrets = xrealloc(cfg->secrets, (cfg->n_secrets + 1) * sizeof *cfg->secrets);
 	cfg->secrets[cfg->n_secrets++] = value;
 }
 
@@ -532,8 +534,6 @@ static void config_parse_secrets(struct loader *l, const char *path, yaml_node_t
 	yaml_node_item_t *item, *top;
 	if (!list_expect(l, path, node, &item, &top))
 		return;
-	struct config *cfg = l->cfg;
-	cfg->secrets = xcalloc((size_t)(top - item), sizeof *cfg->secrets);
 	for (; item < top; item++) {
 		yaml_node_t *entry = node_at(l, *item);
 		if (entry->type != YAML_MAPPING_NODE ||
@@ -586,6 +586,95 @@ static void config_parse_secrets(struct loader *l, const char *path, yaml_node_t
 				     key->type == YAML_SCALAR_NODE ? node_text(key) : "?");
 		}
 	}
+}
+
+/*
+ * One webhook secret from a file (trailing newline cut) or an environment
+ * variable, read now. A file that cannot be read or an empty secret is an
+ * error; an unset variable a warning that leaves the receiver off (it
+ * answers 404, it never accepts unsigned requests). The value joins the
+ * masked secrets; it is never logged.
+ */
+static void config_read_hook_secret(struct loader *l, const char *path, yaml_node_t *node,
+				    char **slot, bool is_env)
+{
+	const char *source = scalar_expect(l, path, node);
+	if (source == NULL)
+		return;
+	if (*slot != NULL) {
+		config_error(l, node,
+			     "'%s': give the secret once, from a file or from the environment",
+			     path);
+		return;
+	}
+	char *value;
+	if (is_env) {
+		const char *env = getenv(source);
+		if (env == NULL) {
+			/* As for secrets: the CLI reads this file without the agent's
+			 * environment. The receiver stays off (404), never open. */
+			log_warn("config: %s:%d: '%s': environment variable %s is not set; "
+				 "that webhook receiver is off",
+				 l->file, node_line(node), path, source);
+			return;
+		}
+		value = xstrdup(env);
+	} else {
+		size_t len;
+		value = file_read_all(source, TOKEN_MAX_FILE_BYTES, &len);
+		if (value == NULL) {
+			config_error(l, node, "'%s': cannot read '%s': %s", path, source,
+				     strerror(errno));
+			return;
+		}
+		if (strlen(value) != len) {
+			config_error(l, node, "'%s': '%s' contains a NUL byte", path, source);
+			free(value);
+			return;
+		}
+		text_trim_trailing(value, len, "\r\n");
+	}
+	if (value[0] == '\0') {
+		config_error(l, node, "'%s': the secret in %s is empty", path, source);
+		free(value);
+		return;
+	}
+	*slot = value;
+	char *origin = xasprintf("%s %s", path, source);
+	config_add_secret(l, node, origin, xstrdup(value));
+	free(origin);
+}
+
+static void config_parse_github_secret_file(struct loader *l, const char *path, yaml_node_t *node)
+{
+	config_read_hook_secret(l, path, node, &l->cfg->hooks.github_secret, false);
+}
+
+static void config_parse_github_secret_env(struct loader *l, const char *path, yaml_node_t *node)
+{
+	config_read_hook_secret(l, path, node, &l->cfg->hooks.github_secret, true);
+}
+
+static void config_parse_gitlab_token_file(struct loader *l, const char *path, yaml_node_t *node)
+{
+	config_read_hook_secret(l, path, node, &l->cfg->hooks.gitlab_token, false);
+}
+
+static void config_parse_gitlab_token_env(struct loader *l, const char *path, yaml_node_t *node)
+{
+	config_read_hook_secret(l, path, node, &l->cfg->hooks.gitlab_token, true);
+}
+
+static void config_parse_azure_password_file(struct loader *l, const char *path, yaml_node_t *node)
+{
+	l->has_azure_password = true;
+	config_read_hook_secret(l, path, node, &l->cfg->hooks.azure_password, false);
+}
+
+static void config_parse_azure_password_env(struct loader *l, const char *path, yaml_node_t *node)
+{
+	l->has_azure_password = true;
+	config_read_hook_secret(l, path, node, &l->cfg->hooks.azure_password, true);
 }
 
 struct alert_entry {
@@ -702,6 +791,35 @@ static const struct field admin_fields[] = {
 };
 static const struct section admin_section = {"admin", admin_fields, ARRAY_LEN(admin_fields)};
 
+static const struct field hooks_github_fields[] = {
+    {.key = "secret_file", .kind = FIELD_CUSTOM, .parse = config_parse_github_secret_file},
+    {.key = "secret_env", .kind = FIELD_CUSTOM, .parse = config_parse_github_secret_env},
+};
+static const struct section hooks_github_section = {"hooks.github", hooks_github_fields,
+						    ARRAY_LEN(hooks_github_fields)};
+
+static const struct field hooks_gitlab_fields[] = {
+    {.key = "token_file", .kind = FIELD_CUSTOM, .parse = config_parse_gitlab_token_file},
+    {.key = "token_env", .kind = FIELD_CUSTOM, .parse = config_parse_gitlab_token_env},
+};
+static const struct section hooks_gitlab_section = {"hooks.gitlab", hooks_gitlab_fields,
+						    ARRAY_LEN(hooks_gitlab_fields)};
+
+static const struct field hooks_azure_fields[] = {
+    {.key = "username", .kind = FIELD_STRING, .offset = CFG(hooks.azure_username)},
+    {.key = "password_file", .kind = FIELD_CUSTOM, .parse = config_parse_azure_password_file},
+    {.key = "password_env", .kind = FIELD_CUSTOM, .parse = config_parse_azure_password_env},
+};
+static const struct section hooks_azure_section = {"hooks.azure_devops", hooks_azure_fields,
+						   ARRAY_LEN(hooks_azure_fields)};
+
+static const struct field hooks_fields[] = {
+    {.key = "github", .kind = FIELD_SECTION, .section = &hooks_github_section},
+    {.key = "gitlab", .kind = FIELD_SECTION, .section = &hooks_gitlab_section},
+    {.key = "azure_devops", .kind = FIELD_SECTION, .section = &hooks_azure_section},
+};
+static const struct section hooks_section = {"hooks", hooks_fields, ARRAY_LEN(hooks_fields)};
+
 static const struct field drift_fields[] = {
     {.key = "alerts", .kind = FIELD_CUSTOM, .parse = config_parse_alerts},
     {.key = "models", .kind = FIELD_CUSTOM, .parse = config_parse_models},
@@ -730,6 +848,7 @@ static const struct field top_fields[] = {
     {.key = "repos", .kind = FIELD_CUSTOM, .parse = config_parse_repos},
     {.key = "secrets", .kind = FIELD_CUSTOM, .parse = config_parse_secrets},
     {.key = "drift", .kind = FIELD_SECTION, .section = &drift_section},
+    {.key = "hooks", .kind = FIELD_SECTION, .section = &hooks_section},
 };
 static const struct section top_section = {"", top_fields, ARRAY_LEN(top_fields)};
 
@@ -826,6 +945,12 @@ struct config *config_load(const char *path, struct diags *diags)
 	}
 	config_parse_text(&l, text, len);
 	free(text);
+	if ((cfg->hooks.azure_username != NULL) != l.has_azure_password) {
+		diags_add(diags, path, 0,
+			  "hooks.azure_devops needs both 'username' and a password (password_file "
+			  "or password_env)");
+		l.n_errors++;
+	}
 	if (l.n_errors > 0) {
 		config_free(cfg);
 		return NULL;
@@ -851,6 +976,10 @@ void config_free(struct config *cfg)
 	free(cfg->admin.listen);
 	free(cfg->admin.token_file);
 	free(cfg->admin.token);
+	free(cfg->hooks.github_secret);
+	free(cfg->hooks.gitlab_token);
+	free(cfg->hooks.azure_username);
+	free(cfg->hooks.azure_password);
 	for (size_t i = 0; i < cfg->n_repos; i++) {
 		free(cfg->repos[i].name);
 		free(cfg->repos[i].url);

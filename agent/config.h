@@ -38,6 +38,14 @@ struct admin_config {
 	size_t max_header_bytes; /* default 64 KiB */
 };
 
+/* Webhook receivers (admin_hooks): a provider without its secret answers 404. */
+struct hooks_config {
+	char *github_secret;  /* key of X-Hub-Signature-256 (HMAC-SHA256), or NULL */
+	char *gitlab_token;   /* the X-Gitlab-Token, or NULL */
+	char *azure_username; /* basic auth of Azure DevOps service hooks, */
+	char *azure_password; /* both or neither */
+};
+
 struct config {
 	char *path;			  /* the file read, or NULL for the embedded default */
 	char *state_dir;		  /* default "./state" */
@@ -52,9 +60,11 @@ struct config {
 	int64_t keep_failed_workspace_ms; /* keep a failed run's checkout, default 1h */
 	struct kafka_config kafka;
 	struct admin_config admin;
+	struct hooks_config hooks;
 	struct repo_config *repos;
 	size_t n_repos;
-	char **secrets; /* resolved secret values to mask in logs (from env: / file: entries) */
+	char *
+	    *secrets; /* resolved secret values to mask in logs (secrets: entries, hooks secrets) */
 	size_t n_secrets;
 	struct event_alert_map *alerts; /* drift.alerts: alert → model */
 	size_t n_alerts;

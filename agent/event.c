@@ -1,5 +1,5 @@
 /*
- * event: turns one foreign payload (GitHub, Azure DevOps, CloudEvents and
+ * event: turns one foreign payload (GitHub, GitLab, Azure DevOps, CloudEvents and
  * CDEvents, Databricks SQL alerts, drover's drift JSON) into the canonical
  * event of event.h. Pure and safe on hostile input: no I/O, no globals, no
  * logging; every refusal is an outcome plus one line saying why.
@@ -1118,6 +1118,175 @@ static bool is_cloudevents_content_type(const struct event_input *in)
 	return h->value_len == len || h->value[len] == ';' || h->value[len] == ' ';
 }
 
+/* ---- GitLab webhooks ---- */
+
+/* repo = project.path_with_namespace, clone_url = git_http_url (else git_ssh_url). */
+static int gitlab_project(struct norm *n, const json_t *body)
+{
+	json_t *project;
+	const char *path, *http_url, *ssh_url;
+	if (get_obj(n, body, "", "project", true, &project) < 0 ||
+	    get_str(n, project, "project", "path_with_namespace", true, &path) < 0 ||
+	    get_str(n, project, "project", "git_http_url", false, &http_url) < 0 ||
+	    get_str(n, project, "project", "git_ssh_url", false, &ssh_url) < 0)
+		return -1;
+	ev_set_str(n, "repo", path);
+	ev_set_str(n, "clone_url", http_url != NULL ? http_url : ssh_url);
+	return 0;
+}
+
+/*
+ * GitLab lists at most 20 commits of a push (total_commits_count says how
+ * many there were): the changed paths are then unknown, not the union of
+ * what was listed, so that a paths filter never skips a push by mistake.
+ */
+static int gitlab_paths(struct norm *n, const json_t *body)
+{
+	json_t *total;
+	if (github_paths(n, body) < 0 ||
+	    field_get(n, body, "", "total_commits_count", JSON_INTEGER, false, &total) < 0)
+		return -1;
+	const json_t *commits = json_object_get(body, "commits");
+	if (total != NULL && json_integer_value(total) >= 0 &&
+	    (size_t)json_integer_value(total) > json_array_size(commits))
+		ev_set(n, "paths", json_null());
+	return 0;
+}
+
+/*
+ * Push Hook and Tag Push Hook share a shape. after all zeros is a deletion;
+ * the commit to build is checkout_sha (for an annotated tag, after is the
+ * tag object), else after. message: the listed commit that is after.
+ */
+static enum event_outcome gitlab_push(struct norm *n, const json_t *body, bool is_tag_hook)
+{
+	n->what = is_tag_hook ? "gitlab tag push" : "gitlab push";
+	const char *ref, *before, *after, *checkout_sha, *username, *name;
+	if (get_str(n, body, "", "ref", true, &ref) < 0 ||
+	    get_str(n, body, "", "before", false, &before) < 0 ||
+	    get_str(n, body, "", "after", false, &after) < 0 ||
+	    get_str(n, body, "", "checkout_sha", false, &checkout_sha) < 0 ||
+	    get_str(n, body, "", "user_username", false, &username) < 0 ||
+	    get_str(n, body, "", "user_name", false, &name) < 0 || gitlab_project(n, body) < 0 ||
+	    gitlab_paths(n, body) < 0)
+		return EVENT_MALFORMED;
+	const char *message = NULL;
+	size_t i;
+	json_t *commit;
+	json_array_foreach(json_object_get(body, "commits"), i, commit)
+	{
+		const char *id = loose_str(commit, "id");
+		if (after != NULL && id != NULL && strcmp(id, after) == 0)
+			message = loose_str(commit, "message");
+	}
+	bool is_deleted = is_zero_sha(after);
+	bool is_tag = after_prefix(ref, "refs/tags/") != NULL;
+	const char *sha = buildable_sha(checkout_sha) != NULL ? checkout_sha : buildable_sha(after);
+	ev_set_str(n, "kind", "push");
+	ev_set_str(n, "action", is_deleted ? "deleted" : is_tag ? "tag" : "pushed");
+	ev_set_ref(n, ref);
+	ev_set_str(n, "sha", is_deleted ? NULL : sha);
+	ev_set_str(n, "before", buildable_sha(before));
+	ev_set_str(n, "message", message);
+	ev_set_str(n, "actor", username != NULL ? username : name);
+	return EVENT_OK;
+}
+
+/*
+ * Merge Request Hook: object_attributes.action open → "opened", reopen →
+ * "reopened", update → "synchronize" when commits were added (oldrev
+ * present), else "edited" (a title or label change), merge → "merged",
+ * close → "closed"; approvals start nothing. The number is the iid (!N);
+ * an open MR's ref is refs/merge-requests/N/head; a merged one builds the
+ * target branch at merge_commit_sha (the head commit after a fast-forward).
+ */
+static enum event_outcome gitlab_merge_request(struct norm *n, const json_t *body)
+{
+	static const struct {
+		const char *gitlab, *action;
+	} actions[] = {
+	    {"open", "opened"},	 {"reopen", "reopened"}, {"update", "synchronize"},
+	    {"merge", "merged"}, {"close", "closed"},
+	};
+	n->what = "gitlab merge request";
+	json_t *attrs, *iid, *last_commit, *user;
+	const char *gitlab_action, *source, *target, *title, *head_sha, *merge_sha, *oldrev;
+	const char *username, *name;
+	if (get_obj(n, body, "", "object_attributes", true, &attrs) < 0 ||
+	    get_str(n, attrs, "object_attributes", "action", true, &gitlab_action) < 0 ||
+	    field_get(n, attrs, "object_attributes", "iid", JSON_INTEGER, true, &iid) < 0 ||
+	    get_str(n, attrs, "object_attributes", "source_branch", true, &source) < 0 ||
+	    get_str(n, attrs, "object_attributes", "target_branch", true, &target) < 0 ||
+	    get_str(n, attrs, "object_attributes", "title", false, &title) < 0 ||
+	    get_str(n, attrs, "object_attributes", "merge_commit_sha", false, &merge_sha) < 0 ||
+	    get_str(n, attrs, "object_attributes", "oldrev", false, &oldrev) < 0 ||
+	    get_obj(n, attrs, "object_attributes", "last_commit", false, &last_commit) < 0 ||
+	    get_str(n, last_commit, "object_attributes.last_commit", "id", false, &head_sha) < 0 ||
+	    get_obj(n, body, "", "user", false, &user) < 0 ||
+	    get_str(n, user, "user", "username", false, &username) < 0 ||
+	    get_str(n, user, "user", "name", false, &name) < 0 || gitlab_project(n, body) < 0)
+		return EVENT_MALFORMED;
+	const char *action = NULL;
+	for (size_t i = 0; i < ARRAY_LEN(actions); i++)
+		if (strcmp(gitlab_action, actions[i].gitlab) == 0)
+			action = actions[i].action;
+	if (action == NULL)
+		return norm_fail(n, EVENT_IGNORED,
+				 "merge request !%" JSON_INTEGER_FORMAT " %s: nothing to build",
+				 json_integer_value(iid), gitlab_action);
+	if (strcmp(action, "synchronize") == 0 && oldrev == NULL)
+		action = "edited";
+	bool is_merged = strcmp(action, "merged") == 0;
+	ev_set_str(n, "kind", "pull_request");
+	ev_set_str(n, "action", action);
+	if (is_merged) {
+		ev_set_branch_ref(n, target);
+		ev_set_str(n, "sha",
+			   buildable_sha(merge_sha) ? merge_sha : buildable_sha(head_sha));
+	} else {
+		char *ref = xasprintf("refs/merge-requests/%" JSON_INTEGER_FORMAT "/head",
+				      json_integer_value(iid));
+		ev_set_str(n, "ref", ref);
+		free(ref);
+		ev_set_str(n, "branch", source);
+		ev_set_str(n, "sha", buildable_sha(head_sha));
+	}
+	ev_set_str(n, "before", buildable_sha(oldrev));
+	ev_set(n, "pr", pr_object(json_copy(iid), target, source, head_sha, title, is_merged));
+	ev_set_str(n, "message", title);
+	ev_set_str(n, "actor", username != NULL ? username : name);
+	return EVENT_OK;
+}
+
+/*
+ * A GitLab webhook body of event (its X-Gitlab-Event). id: the
+ * Idempotency-Key header (the same on GitLab's retries, since 17.4), else
+ * X-Gitlab-Event-UUID.
+ */
+static enum event_outcome gitlab_normalize(struct norm *n, const char *event, const json_t *body)
+{
+	enum event_outcome rc;
+	if (strcmp(event, "Push Hook") == 0) {
+		rc = gitlab_push(n, body, false);
+	} else if (strcmp(event, "Tag Push Hook") == 0) {
+		rc = gitlab_push(n, body, true);
+	} else if (strcmp(event, "Merge Request Hook") == 0) {
+		rc = gitlab_merge_request(n, body);
+	} else {
+		n->what = "gitlab";
+		return norm_fail(n, EVENT_UNKNOWN, "event \"%s\" is not handled", event);
+	}
+	if (rc != EVENT_OK)
+		return rc;
+	json_t *id;
+	if (header_string(n, "idempotency-key", NULL, &id) < 0 ||
+	    (id == NULL && header_string(n, "x-gitlab-event-uuid", NULL, &id) < 0))
+		return EVENT_MALFORMED;
+	ev_set(n, "id", id);
+	ev_set_str(n, "source", "gitlab");
+	return EVENT_OK;
+}
+
 /* ---- the entry point ---- */
 
 /* Decides the shape of root (headers first, then the body) and normalizes it. */
@@ -1148,6 +1317,13 @@ static enum event_outcome normalize_root(struct norm *n, const json_t *root)
 		json_decref(header);
 		return rc;
 	}
+	if (header_string(n, "x-gitlab-event", NULL, &header) < 0)
+		return EVENT_MALFORMED;
+	if (header != NULL) {
+		rc = gitlab_normalize(n, json_string_value(header), root);
+		json_decref(header);
+		return rc;
+	}
 	if (header_string(n, "x-drover-event", NULL, &header) < 0)
 		return EVENT_MALFORMED;
 	if (header != NULL) {
@@ -1163,8 +1339,6 @@ static enum event_outcome normalize_root(struct norm *n, const json_t *root)
 	const char *event = loose_str(root, "event");
 	if (event != NULL && strcmp(event, "alert_state_change") == 0)
 		return databricks_alert(n, root);
-	if (event_header_find(n->in, "x-gitlab-event") != NULL)
-		return norm_fail(n, EVENT_UNKNOWN, "gitlab webhooks are not supported yet");
 	return norm_fail(n, EVENT_UNKNOWN,
 			 "no known source: not a CloudEvent, no x-github-event or x-drover-event "
 			 "header, not an Azure DevOps or Databricks alert body");

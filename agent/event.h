@@ -5,16 +5,21 @@
  * drover's drift JSON. Pure: no I/O, no globals, safe on hostile input.
  *
  * Canonical event (a JSON object; absent facts are JSON null):
- *   id          source id: CloudEvents id, X-GitHub-Delivery, Azure DevOps id;
+ *   id          source id: CloudEvents id, X-GitHub-Delivery, Azure DevOps id,
+ *               GitLab Idempotency-Key or X-Gitlab-Event-UUID;
  *               else "kafka:<topic>:<partition>:<offset>"
  *   kind        "push" | "pull_request" | "drift" | "manual"
  *   action      push: "pushed" (branch updated/created), "tag" (tag pushed),
  *               "deleted" (branch or tag deleted);
  *               pull_request: GitHub's action, except closed+merged → "merged";
  *               Azure created/updated/merged → "opened"/"synchronize"/"merged";
+ *               GitLab (X-Gitlab-Event "Merge Request Hook") open/reopen/
+ *               merge/close → "opened"/"reopened"/"merged"/"closed", update
+ *               → "synchronize" with new commits (oldrev), else "edited";
  *               drift: "detected"
  *   source      "github" | "azure-devops" | "gitlab" | "cloudevents" | "drover" | "databricks"
- *   repo        "owner/name" (Azure DevOps: "project/repository")
+ *   repo        "owner/name" (Azure DevOps: "project/repository"; GitLab:
+ *               project.path_with_namespace, "group/subgroup/project")
  *   clone_url   as the payload gives it
  *   ref         full ref ("refs/heads/master", "refs/tags/v1")
  *   branch      push: the branch; pull_request: the head branch, except
@@ -25,7 +30,8 @@
  *   before      push: the previous sha
  *   pr          {number, base, head, head_sha, title, merged} or null
  *   paths       [changed files] when the payload lists them (union of
- *               added/modified/removed of every commit), else null
+ *               added/modified/removed of every commit), else null (also
+ *               when GitLab listed only some of the commits)
  *   message     head commit message or PR title, or null
  *   actor       login / display name of who caused it
  *   drift       {model, environment, metric, feature, value, threshold,

@@ -120,7 +120,7 @@ if(DROVER_DPKG_SHLIBDEPS)
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
       "libevent-2.1-7, libevent-pthreads-2.1-7, librdkafka1, libcurl4, libjansson4, \
-libyaml-0-2, libsqlite3-0, git, passwd")
+libyaml-0-2, libsqlite3-0, libssl3, git, passwd")
 endif()
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "ca-certificates, sqlite3")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "kcat")

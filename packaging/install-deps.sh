@@ -12,7 +12,7 @@ set -euo pipefail
 packages=(
 	build-essential cmake pkg-config git
 	libevent-dev librdkafka-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-	libsqlite3-dev sqlite3 libcmocka-dev
+	libsqlite3-dev sqlite3 libcmocka-dev libssl-dev
 	clang-format valgrind kcat curl python3 python3-venv
 	openjdk-17-jre-headless maven
 )

@@ -276,7 +276,7 @@ static void test_unknown_keys(void **state)
 			 "unknown key 'state_directory' (allowed: state_dir, pipelines, "
 			 "plugins, max_parallel, max_queued_runs, max_event_bytes, "
 			 "max_log_bytes, stage_kill_grace, stop_grace, keep_failed_workspace, "
-			 "kafka, admin, repos, secrets, drift)");
+			 "kafka, admin, repos, secrets, drift, hooks)");
 	expect_one_error("admin:\n  listen: 127.0.0.1:1\n  token: abc\n", 3,
 			 "unknown key 'token' (allowed: listen, token_file, max_body_bytes, "
 			 "max_header_bytes)");
@@ -542,6 +542,86 @@ static void test_listen_addresses(void **state)
 	}
 }
 
+/* hooks: secrets from files and the environment, masked, never optional once configured. */
+static void test_hooks(void **state)
+{
+	(void)state;
+	char *file = temp_write("gh-hook-secret\n");
+	char *pw_file = temp_write("azure-pass\r\n");
+	char *empty = temp_write("\n");
+	setenv("DROVER_TEST_GITLAB_TOKEN", "gl-token-value", 1);
+	unsetenv("DROVER_TEST_UNSET_TOKEN");
+	char *yaml = xasprintf("hooks:\n"
+			       "  github: { secret_file: %s }\n"
+			       "  gitlab: { token_env: DROVER_TEST_GITLAB_TOKEN }\n"
+			       "  azure_devops: { username: drover, password_file: %s }\n"
+			       "secrets:\n"
+			       "  - env: DROVER_TEST_GITLAB_TOKEN\n",
+			       file, pw_file);
+	struct diags d = {0};
+	struct config *cfg = load_text(yaml, &d);
+	assert_non_null(cfg);
+	assert_int_equal(d.n, 0);
+	assert_string_equal(cfg->hooks.github_secret, "gh-hook-secret");
+	assert_string_equal(cfg->hooks.gitlab_token, "gl-token-value");
+	assert_string_equal(cfg->hooks.azure_username, "drover");
+	assert_string_equal(cfg->hooks.azure_password, "azure-pass");
+	/* All three are masked, each once (secrets: repeats the GitLab token). */
+	assert_int_equal(cfg->n_secrets, 3);
+	assert_string_equal(cfg->secrets[0], "gh-hook-secret");
+	assert_string_equal(cfg->secrets[1], "gl-token-value");
+	assert_string_equal(cfg->secrets[2], "azure-pass");
+	config_free(cfg);
+	free(yaml);
+
+	/* Nothing configured: every receiver is off. */
+	cfg = load_text("hooks: {}\n", &d);
+	assert_non_null(cfg);
+	assert_null(cfg->hooks.github_secret);
+	assert_null(cfg->hooks.gitlab_token);
+	assert_null(cfg->hooks.azure_password);
+	config_free(cfg);
+
+	/* An unset variable leaves the receiver off (a warning, not an error). */
+	cfg = load_text("hooks:\n  gitlab: { token_env: DROVER_TEST_UNSET_TOKEN }\n", &d);
+	assert_non_null(cfg);
+	assert_int_equal(d.n, 0);
+	assert_null(cfg->hooks.gitlab_token);
+	assert_int_equal(cfg->n_secrets, 0);
+	config_free(cfg);
+	cfg = load_text(
+	    "hooks:\n  azure_devops: { username: u, password_env: DROVER_TEST_UNSET_TOKEN }\n", &d);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->hooks.azure_username, "u");
+	assert_null(cfg->hooks.azure_password);
+	config_free(cfg);
+	expect_one_error("hooks:\n  github:\n    secret_file: /nonexistent/hook\n", 3,
+			 "'hooks.github.secret_file': cannot read '/nonexistent/hook'");
+	yaml = xasprintf("hooks:\n  github:\n    secret_file: %s\n", empty);
+	expect_one_error(yaml, 3, "'hooks.github.secret_file': the secret in");
+	free(yaml);
+	yaml = xasprintf("hooks:\n  github:\n    secret_file: %s\n"
+			 "    secret_env: DROVER_TEST_GITLAB_TOKEN\n",
+			 file);
+	expect_one_error(yaml, 4, "give the secret once");
+	free(yaml);
+	expect_one_error("hooks:\n  azure_devops: { password_env: DROVER_TEST_GITLAB_TOKEN }\n", 0,
+			 "hooks.azure_devops needs both 'username' and a password");
+	expect_one_error("hooks:\n  azure_devops: { username: x }\n", 0,
+			 "hooks.azure_devops needs both");
+	expect_one_error("hooks:\n  bitbucket: {}\n", 2,
+			 "unknown key 'bitbucket' (allowed: github, gitlab, azure_devops)");
+	expect_one_error("hooks:\n  github: { secret: abc }\n", 2,
+			 "unknown key 'secret' (allowed: secret_file, secret_env)");
+	unsetenv("DROVER_TEST_GITLAB_TOKEN");
+	unlink(file);
+	unlink(pw_file);
+	unlink(empty);
+	free(file);
+	free(pw_file);
+	free(empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -560,6 +640,7 @@ int main(void)
 	    cmocka_unit_test(test_sizes),
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_listen_addresses),
+	    cmocka_unit_test(test_hooks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diag.h"
 #include "event.h"
+#include "pipeline.h"
 #include "util.h"
 
 #define MAX_BYTES ((size_t)1 << 20)
@@ -1225,8 +1227,8 @@ static void test_unknown_everything(void **state)
 	(void)state;
 	expect_fail_str(NULL, 0, "{\"hello\":\"world\"}", EVENT_UNKNOWN, "no known source");
 	expect_fail_str(NULL, 0, "{\"event\":\"job_finished\"}", EVENT_UNKNOWN, "no known source");
-	struct event_header gitlab[] = {HDR("X-Gitlab-Event", "Push Hook")};
-	expect_fail_str(gitlab, 1, "{\"object_kind\":\"push\"}", EVENT_UNKNOWN, "gitlab");
+	struct event_header gitlab[] = {HDR("X-Gitlab-Event", "Pipeline Hook")};
+	expect_fail_str(gitlab, 1, "{\"object_kind\":\"pipeline\"}", EVENT_UNKNOWN, "gitlab");
 	/* A hostile event name still yields one line. */
 	struct event_header evil[] = {HDR("x-github-event", "iss\nues\r\x1b[31m")};
 	expect_fail_str(evil, 1, "{}", EVENT_UNKNOWN, "iss\\x0aues");
@@ -1327,6 +1329,243 @@ static void test_outcome_names(void **state)
 	assert_string_equal(event_outcome_name(EVENT_TOO_LARGE), "too_large");
 }
 
+/* ---- GitLab webhooks ---- */
+
+static const struct event_header gitlab_push_headers[] = {
+    HDR("X-Gitlab-Event", "Push Hook"),
+    HDR("X-Gitlab-Event-UUID", "b1c2d3e4-0000-4000-8000-000000000001"),
+};
+
+static const struct event_header gitlab_mr_headers[] = {
+    HDR("X-Gitlab-Event", "Merge Request Hook"),
+    HDR("X-Gitlab-Event-UUID", "b1c2d3e4-0000-4000-8000-000000000002"),
+    HDR("Idempotency-Key", "9f8e7d6c-0000-4000-8000-000000000017"),
+};
+
+static void test_gitlab_push(void **state)
+{
+	(void)state;
+	json_t *ev = fixture_ok(gitlab_push_headers, 2, "events/gitlab.push.json");
+	check_str(ev, "id", "b1c2d3e4-0000-4000-8000-000000000001");
+	check_str(ev, "kind", "push");
+	check_str(ev, "action", "pushed");
+	check_str(ev, "source", "gitlab");
+	check_str(ev, "repo", "acme/platform/widget");
+	check_str(ev, "clone_url", "https://gitlab.example.com/acme/platform/widget.git");
+	check_str(ev, "ref", "refs/heads/main");
+	check_str(ev, "branch", "main");
+	check_null(ev, "tag");
+	check_str(ev, "sha", "f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4");
+	check_str(ev, "before", "8a5bd2c4e6f0a1b3c5d7e9f1a3b5c7d9e1f3a5b7");
+	check_str(ev, "message", "Fix the widget count\n\nIt was off by one.\n");
+	check_str(ev, "actor", "ada");
+	check_null(ev, "pr");
+	check_null(ev, "drift");
+	assert_int_equal(array_len(ev, "paths"), 4);
+	assert_string_equal(array_str(ev, "paths", 0), "docs/spec.md");
+	assert_string_equal(array_str(ev, "paths", 1), "README.md");
+	assert_string_equal(array_str(ev, "paths", 2), "src/widget.c");
+	assert_string_equal(array_str(ev, "paths", 3), "src/old.c");
+	check_str(ev, "received_at", RECEIVED_AT);
+	json_decref(ev);
+}
+
+/* Deleted branch (after all zeros), the actor's display name, 20 of 25 commits listed. */
+static void test_gitlab_push_variants(void **state)
+{
+	(void)state;
+	json_t *body = fixture_json("events/gitlab.push.json");
+	json_object_set_new(body, "after", json_string("0000000000000000000000000000000000000000"));
+	json_object_set_new(body, "checkout_sha", json_null());
+	json_object_set_new(body, "commits", json_array());
+	json_object_set_new(body, "total_commits_count", json_integer(0));
+	json_object_del(body, "user_username");
+	json_t *ev = json_ok(gitlab_push_headers, 2, body, &test_opt);
+	check_str(ev, "action", "deleted");
+	check_str(ev, "branch", "main");
+	check_null(ev, "sha");
+	check_null(ev, "message");
+	check_str(ev, "actor", "Ada Lovelace");
+	assert_int_equal(array_len(ev, "paths"), 0);
+	json_decref(ev);
+	json_decref(body);
+
+	body = fixture_json("events/gitlab.push.json");
+	json_object_set_new(body, "total_commits_count", json_integer(25));
+	ev = json_ok(gitlab_push_headers, 2, body, &test_opt);
+	check_null(ev, "paths"); /* GitLab listed only some commits: unknown */
+	json_decref(ev);
+	/* Without an id header the Kafka coordinates are the id. */
+	ev = json_ok(gitlab_push_headers, 1, body, &test_opt);
+	check_str(ev, "id", "kafka:" TOPIC ":3:1234");
+	json_decref(ev);
+	json_decref(body);
+}
+
+/* An annotated tag: after is the tag object, checkout_sha the commit. */
+static void test_gitlab_tag_push(void **state)
+{
+	(void)state;
+	struct event_header headers[] = {HDR("X-Gitlab-Event", "Tag Push Hook")};
+	json_t *ev = fixture_ok(headers, 1, "events/gitlab.tag_push.json");
+	check_str(ev, "kind", "push");
+	check_str(ev, "action", "tag");
+	check_str(ev, "ref", "refs/tags/v1.2.0");
+	check_str(ev, "tag", "v1.2.0");
+	check_null(ev, "branch");
+	check_str(ev, "sha", "f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4");
+	check_null(ev, "before");
+	json_decref(ev);
+}
+
+static void test_gitlab_merge_request_open(void **state)
+{
+	(void)state;
+	json_t *ev = fixture_ok(gitlab_mr_headers, 3, "events/gitlab.merge_request.open.json");
+	check_str(ev, "id", "9f8e7d6c-0000-4000-8000-000000000017"); /* Idempotency-Key */
+	check_str(ev, "kind", "pull_request");
+	check_str(ev, "action", "opened");
+	check_str(ev, "source", "gitlab");
+	check_str(ev, "repo", "acme/platform/widget");
+	check_str(ev, "clone_url", "https://gitlab.example.com/acme/platform/widget.git");
+	check_str(ev, "ref", "refs/merge-requests/17/head");
+	check_str(ev, "branch", "fix/widget-count");
+	check_str(ev, "sha", "f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4");
+	check_null(ev, "before");
+	check_str(ev, "message", "Fix the widget count");
+	check_str(ev, "actor", "ada");
+	json_t *pr = json_object_get(ev, "pr");
+	check_int(pr, "number", 17);
+	check_str(pr, "base", "main");
+	check_str(pr, "head", "fix/widget-count");
+	check_str(pr, "head_sha", "f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4");
+	check_str(pr, "title", "Fix the widget count");
+	check_bool(pr, "merged", false);
+	json_decref(ev);
+}
+
+static void test_gitlab_merge_request_update_and_merge(void **state)
+{
+	(void)state;
+	json_t *ev = fixture_ok(gitlab_mr_headers, 2, "events/gitlab.merge_request.update.json");
+	check_str(ev, "id", "b1c2d3e4-0000-4000-8000-000000000002"); /* X-Gitlab-Event-UUID */
+	check_str(ev, "action", "synchronize");
+	check_str(ev, "before", "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00");
+	json_decref(ev);
+
+	/* An update without new commits (a title or label edit) is "edited". */
+	json_t *body = fixture_json("events/gitlab.merge_request.update.json");
+	json_object_del(json_object_get(body, "object_attributes"), "oldrev");
+	ev = json_ok(gitlab_mr_headers, 2, body, &test_opt);
+	check_str(ev, "action", "edited");
+	json_decref(ev);
+	json_decref(body);
+
+	ev = fixture_ok(gitlab_mr_headers, 2, "events/gitlab.merge_request.merge.json");
+	check_str(ev, "action", "merged");
+	check_str(ev, "ref", "refs/heads/main");
+	check_str(ev, "branch", "main");
+	check_str(ev, "sha", "abcabcabcabcabcabcabcabcabcabcabcabcabca");
+	check_bool(json_object_get(ev, "pr"), "merged", true);
+	check_str(json_object_get(ev, "pr"), "head_sha",
+		  "f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4");
+	json_decref(ev);
+
+	/* A fast-forward merge has no merge commit: the head commit is built. */
+	body = fixture_json("events/gitlab.merge_request.merge.json");
+	json_object_set_new(json_object_get(body, "object_attributes"), "merge_commit_sha",
+			    json_null());
+	ev = json_ok(gitlab_mr_headers, 2, body, &test_opt);
+	check_str(ev, "sha", "f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4");
+	json_decref(ev);
+
+	static const struct {
+		const char *gitlab, *action;
+	} close_reopen[] = {{"close", "closed"}, {"reopen", "reopened"}};
+	for (size_t i = 0; i < ARRAY_LEN(close_reopen); i++) {
+		json_object_set_new(json_object_get(body, "object_attributes"), "action",
+				    json_string(close_reopen[i].gitlab));
+		ev = json_ok(gitlab_mr_headers, 2, body, &test_opt);
+		check_str(ev, "action", close_reopen[i].action);
+		check_str(ev, "branch", "fix/widget-count");
+		json_decref(ev);
+	}
+	json_decref(body);
+}
+
+static void test_gitlab_refusals(void **state)
+{
+	(void)state;
+	json_t *body = fixture_json("events/gitlab.merge_request.open.json");
+	json_object_set_new(json_object_get(body, "object_attributes"), "action",
+			    json_string("approved"));
+	json_fail(gitlab_mr_headers, 2, body, &test_opt, EVENT_IGNORED, "!17 approved");
+	json_object_del(json_object_get(body, "object_attributes"), "action");
+	json_fail(gitlab_mr_headers, 2, body, &test_opt, EVENT_MALFORMED,
+		  "gitlab merge request: object_attributes.action is missing");
+	json_decref(body);
+
+	body = fixture_json("events/gitlab.push.json");
+	json_object_set_new(json_object_get(body, "project"), "path_with_namespace",
+			    json_integer(5));
+	json_fail(gitlab_push_headers, 2, body, &test_opt, EVENT_MALFORMED,
+		  "gitlab push: project.path_with_namespace is not a string");
+	json_object_del(body, "project");
+	json_fail(gitlab_push_headers, 2, body, &test_opt, EVENT_MALFORMED,
+		  "gitlab push: project is missing");
+	json_decref(body);
+
+	struct event_header note[] = {HDR("X-Gitlab-Event", "Note Hook")};
+	expect_fail_str(note, 1, "{\"object_kind\":\"note\"}", EVENT_UNKNOWN,
+			"gitlab: event \"Note Hook\" is not handled");
+	struct event_header bad_uuid[] = {HDR("X-Gitlab-Event", "Push Hook"),
+					  {"X-Gitlab-Event-UUID", "a\0b", 3}};
+	size_t len;
+	char *text = fixture_load("events/gitlab.push.json", &len);
+	expect_fail(bad_uuid, 2, text, len, EVENT_MALFORMED, "NUL");
+	free(text);
+}
+
+/* A pull_request trigger matches a GitLab merge request as it matches a GitHub PR. */
+static void test_gitlab_merge_request_matches_pipelines(void **state)
+{
+	(void)state;
+	static const char yaml[] = "name: mr\n"
+				   "on:\n"
+				   "  pull_request: { branches: [main], paths: [\"src/**\"] }\n"
+				   "checkout: false\n"
+				   "stages:\n"
+				   "  - name: test\n"
+				   "    uses: shell\n"
+				   "    with: { run: \"true\" }\n";
+	struct diags d = {0};
+	struct pipeline *p = pipeline_load_string(yaml, strlen(yaml), "mr.yml", NULL, &d);
+	assert_non_null(p);
+	diags_free(&d);
+	char why[256];
+	json_t *ev = fixture_ok(gitlab_mr_headers, 2, "events/gitlab.merge_request.open.json");
+	assert_true(pipeline_match(p, ev, why, sizeof why)); /* no paths listed: not filtered */
+	json_decref(ev);
+	ev = fixture_ok(gitlab_mr_headers, 2, "events/gitlab.merge_request.update.json");
+	assert_true(pipeline_match(p, ev, why, sizeof why));
+	json_decref(ev);
+	/* merged and closed are not default actions, as for GitHub. */
+	ev = fixture_ok(gitlab_mr_headers, 2, "events/gitlab.merge_request.merge.json");
+	assert_false(pipeline_match(p, ev, why, sizeof why));
+	assert_non_null(strstr(why, "action 'merged'"));
+	json_decref(ev);
+	/* Another target branch does not match. */
+	json_t *body = fixture_json("events/gitlab.merge_request.open.json");
+	json_object_set_new(json_object_get(body, "object_attributes"), "target_branch",
+			    json_string("develop"));
+	ev = json_ok(gitlab_mr_headers, 2, body, &test_opt);
+	assert_false(pipeline_match(p, ev, why, sizeof why));
+	assert_non_null(strstr(why, "base branch 'develop'"));
+	json_decref(ev);
+	json_decref(body);
+	pipeline_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1378,6 +1617,13 @@ int main(void)
 	    cmocka_unit_test(test_small_error_buffers),
 	    cmocka_unit_test(test_header_find),
 	    cmocka_unit_test(test_outcome_names),
+	    cmocka_unit_test(test_gitlab_push),
+	    cmocka_unit_test(test_gitlab_push_variants),
+	    cmocka_unit_test(test_gitlab_tag_push),
+	    cmocka_unit_test(test_gitlab_merge_request_open),
+	    cmocka_unit_test(test_gitlab_merge_request_update_and_merge),
+	    cmocka_unit_test(test_gitlab_refusals),
+	    cmocka_unit_test(test_gitlab_merge_request_matches_pipelines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
