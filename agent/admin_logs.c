@@ -381,6 +381,8 @@ void admin_logs_free(struct admin_logs *al)
 {
 	if (al == NULL)
 		return;
+	if (al->n_followers > 0)
+		log_info("admin: the agent stops: dropping %zu log follower(s)", al->n_followers);
 	while (al->followers != NULL) {
 		evhttp_connection_set_closecb(al->followers->conn, NULL, NULL);
 		follower_free(al->followers);

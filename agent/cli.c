@@ -1024,6 +1024,8 @@ static int cli_request(const struct cli_client *c, const char *url, struct curl_
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
 	}
 	CURLcode rc = curl_easy_perform(curl);
+	long answered = 0; /* the status line arrived: the agent was reached */
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answered);
 	int result = 0;
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->status);
@@ -1031,7 +1033,7 @@ static int cli_request(const struct cli_client *c, const char *url, struct curl_
 		fprintf(stderr, "drover: writing the answer failed: %s\n",
 			strerror(reply->write_errno));
 		result = -1;
-	} else if (reply->is_streaming) {
+	} else if (reply->is_streaming || answered != 0) {
 		fprintf(stderr, "drover: the agent's answer broke off: %s\n",
 			errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
 		result = -1;

@@ -15,7 +15,9 @@
 #     what it was (one follower holds one 64 KiB chunk; a follower that
 #     buffered the log would hold most of the 32 MB), /healthz keeps
 #     answering meanwhile, the follower is counted while the client stalls,
-#     and when the client goes away the agent frees it (gauge back to 0).
+#     and when the client goes away the agent frees it (gauge back to 0);
+# (f) an agent stopped while a client follows a stage that never started
+#     exits 0 (nothing leaked under ASan) and the client exits 1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -73,8 +75,23 @@ stages:
         head -c 33554432 /dev/zero | tr '\0' x | fold -w 4095
         echo "flood done"
 EOF2
+# A stage that waits for ever, and one after it that never starts.
+write_pipeline hold <<'EOF2'
+name: hold
+on:
+  push: { branches: [hold] }
+checkout: false
+stages:
+  - name: hold
+    uses: shell
+    with: { run: "while :; do sleep 0.1; done" }
+  - name: next
+    uses: shell
+    needs: [hold]
+    with: { run: "echo next" }
+EOF2
 ADMIN_EXTRA=("max_log_followers: 2")
-write_config "max_log_bytes: 64MiB"
+write_config "max_log_bytes: 64MiB" "stop_grace: 1s"
 # Under ASan, freed memory waits in a quarantine (256 MB by default) that
 # would count in VmRSS; keep it small so that the bound measures drover.
 start_agent ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1"
@@ -232,4 +249,16 @@ assert_eq "$EXIT_CODE" 0 "exit code of the slow client"
 wait_metric drover_log_followers 0 20
 grep -q "follower of run $brun stage flood attempt 1 left" "$AGENT_LOG" ||
 	fail "the agent log does not say the slow follower left"
+
+say "(f) the agent stops while a client follows a stage that has not started"
+hrun=$(start_run hold 4)
+wait_stage_status "$hrun" hold running 20
+dv logs -c "$CFG" -f "$hrun" next >"$T/next.out" 2>"$T/next.err" &
+next_pid=$!
+EXTRA_PIDS+=("$next_pid")
+wait_metric drover_log_followers 1
 stop_agent
+wait_exit "$next_pid" "drover logs -f of a stage of a stopped agent"
+assert_eq "$EXIT_CODE" 1 "exit code of a follower whose agent stopped"
+assert_contains "$(cat "$T/next.err")" "the agent's answer broke off" "the follower's error when the agent stopped"
+grep -q "dropping 1 log follower" "$AGENT_LOG" || fail "the agent log does not say it dropped the follower"
