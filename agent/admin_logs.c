@@ -29,9 +29,10 @@
 #include "util.h"
 
 enum {
-	LOGS_CHUNK_BYTES = 64 * 1024, /* read per callback: a follower's whole buffer */
-	LOGS_POLL_MS = 100,	      /* an idle follower looks at the file again */
-	LOGS_WRITE_TIMEOUT_S = 60,    /* a client that takes nothing for this long is dropped */
+	LOGS_CHUNK_BYTES = 64 * 1024,	  /* read per callback: a follower's whole buffer */
+	LOGS_POLL_MS = 100,		  /* an idle follower looks at the file again */
+	LOGS_WRITE_TIMEOUT_S = 60,	  /* a client that takes nothing for this long is dropped */
+	LOGS_INPUT_MAX_BYTES = 16 * 1024, /* what a follower's client may send and have buffered */
 };
 
 struct follower {
@@ -334,8 +335,14 @@ static void logs_follow(struct admin_logs *al, struct evhttp_request *req, long 
 	evhttp_connection_set_closecb(f->conn, follower_on_close, f);
 	/* The client sends nothing while it follows: no read timeout; one that
 	 * takes nothing for LOGS_WRITE_TIMEOUT_S while there is data goes. */
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(f->conn);
 	struct timeval write_tv = {LOGS_WRITE_TIMEOUT_S, 0};
-	bufferevent_set_timeouts(evhttp_connection_get_bufferevent(f->conn), NULL, &write_tv);
+	bufferevent_set_timeouts(bev, NULL, &write_tv);
+	/* The server keeps reading only to notice a close, and keeps what it
+	 * reads: a client that sends more while it follows gets this much
+	 * buffered, then is simply not read (the connection closes after the
+	 * stream, so the next request is not affected). */
+	bufferevent_setwatermark(bev, EV_READ, 0, LOGS_INPUT_MAX_BYTES);
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char attempt_text[16];
 	snprintf(attempt_text, sizeof attempt_text, "%d", attempt);

@@ -10,10 +10,12 @@
 #     third gets 503 (the CLI exits 1 saying so), counted on /metrics;
 # (d) following a finished stage gives its whole log and ends;
 # (e) --attempt N follows an older attempt (a stage that failed once);
-# (b) a slow client: a Python client opens a follow and reads nothing while
-#     a stage writes 32 MB of log; the agent's VmRSS stays within 8 MiB of
-#     what it was (one follower holds one 64 KiB chunk; a follower that
-#     buffered the log would hold most of the 32 MB), /healthz keeps
+# (b) a slow client: a Python client opens a follow, sends 16 MiB of junk
+#     after its request, and reads nothing while a stage writes 32 MiB of
+#     log; the agent's VmRSS stays within 8 MiB of what it was (a follower
+#     holds one 64 KiB chunk and 16 KiB of what its client sends; one that
+#     buffered the log or the junk would hold most of 32 or 16 MiB, which
+#     this test was seen to catch), /healthz keeps
 #     answering meanwhile, the follower is counted while the client stalls,
 #     and when the client goes away the agent frees it (gauge back to 0);
 # (f) an agent stopped while a client follows a stage that never started
@@ -197,6 +199,8 @@ assert_contains "$(cat "$T/flaky.cur.out")" "output of attempt 2" "followed curr
 say "(b) a client that reads nothing while a stage writes 32 MiB"
 brun=$(start_run flood 3)
 wait_stage_status "$brun" flood running 20
+agent_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$AGENT_PID/status"; }
+rss0=$(agent_rss)
 python3 - "$PORT" "$brun" "$T" >"$T/slow.out" 2>&1 <<'PY' &
 import os, socket, sys, time
 port, run, tdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -208,6 +212,16 @@ got = b""
 while b"\r\n\r\n" not in got:
     got += s.recv(1024)
 print(got.split(b"\r\n")[0].decode(), flush=True)
+# Sends 16 MiB of junk the agent has no use for, as far as it takes it (3 s
+# at most); the agent must not keep what it reads of it.
+s.setblocking(False)
+junk, sent, end = b"j" * 65536, 0, time.time() + 3
+while sent < 16 << 20 and time.time() < end:
+    try:
+        sent += s.send(junk)
+    except BlockingIOError:
+        time.sleep(0.05)
+print("junk sent: %d bytes" % sent, flush=True)
 # Reads nothing more until told to leave.
 while not os.path.exists(os.path.join(tdir, "slow-leave")):
     time.sleep(0.1)
@@ -216,9 +230,8 @@ PY
 slow_pid=$!
 EXTRA_PIDS+=("$slow_pid")
 wait_contains "$T/slow.out" "HTTP/1.1 200"
+wait_contains "$T/slow.out" "junk sent"
 wait_metric drover_log_followers 1
-agent_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$AGENT_PID/status"; }
-rss0=$(agent_rss)
 touch "$T/flood-go"
 log=$STATE_DIR/logs/$brun/flood.1.log
 peak=$rss0
@@ -237,7 +250,7 @@ wait_run_status "$brun" succeeded 60
 r=$(agent_rss)
 [ "$r" -le "$peak" ] || peak=$r
 size=$(stat -c %s "$log")
-say "log $size bytes; agent VmRSS $rss0 kB before, peak $peak kB; /healthz answered $answered times"
+say "log $size bytes; agent VmRSS $rss0 kB before, peak $peak kB; /healthz answered $answered times; $(tail -n 1 "$T/slow.out")"
 assert_ge "$size" 33554432 "bytes of the flood log"
 [ $((peak - rss0)) -le 8192 ] || fail "the agent's VmRSS grew by $((peak - rss0)) kB (more than 8192) while the client stalled"
 assert_eq "$(metric drover_log_followers)" 1 "followers while the slow client stalls"
