@@ -4,6 +4,14 @@
  * chunk only when the previous one reached the socket: a slow client gets
  * data as fast as it reads and costs the agent one chunk of memory, never
  * more. It reads nothing but the local file and the store, never blocks.
+ *
+ * An idle follower looks again every LOGS_POLL_MS rather than being told
+ * by stagelog when it appends: the writer's path stays untouched (no
+ * registry of open logs to keep in step with attempts, retries and
+ * restarts), the cost is bounded by admin.max_log_followers (each look is
+ * one pread, and a store read only at the end of the file), and 100 ms is
+ * below what a person watching a log notices. While there is data, no
+ * timer runs: the next chunk follows the previous one's delivery.
  */
 #include "admin_logs.h"
 

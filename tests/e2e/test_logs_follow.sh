@@ -59,7 +59,7 @@ stages:
         echo "output of attempt $DROVER_ATTEMPT"
         [ "$DROVER_ATTEMPT" -ge 2 ] || exit 3
 EOF2
-# 32 lines of 1 MiB... no: 8192 lines of 4096 bytes (32 MiB), after $T/flood-go.
+# 32 MiB of log in lines of 4096 bytes, once $T/flood-go exists.
 write_pipeline flood <<'EOF2'
 name: flood
 on:
@@ -254,6 +254,12 @@ say "log $size bytes; agent VmRSS $rss0 kB before, peak $peak kB; /healthz answe
 assert_ge "$size" 33554432 "bytes of the flood log"
 [ $((peak - rss0)) -le 8192 ] || fail "the agent's VmRSS grew by $((peak - rss0)) kB (more than 8192) while the client stalled"
 assert_eq "$(metric drover_log_followers)" 1 "followers while the slow client stalls"
+say "the agent answers other requests while the client stalls with 32 MiB to take"
+for i in 1 2 3 4 5; do
+	h=$(curl -s --max-time 20 "http://127.0.0.1:$PORT/healthz" || true)
+	assert_contains "$h" '"status"' "/healthz while the slow client stalls"
+done
+assert_eq "$(json_get status <<<"$(run_json "$brun")")" succeeded "drover show of the flood run"
 
 say "the slow client goes away: the agent frees its follower"
 touch "$T/slow-leave"
