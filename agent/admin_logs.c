@@ -15,6 +15,7 @@
  */
 #include "admin_logs.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
