@@ -18,7 +18,8 @@
 #     this test was seen to catch), /healthz keeps
 #     answering meanwhile, the follower is counted while the client stalls,
 #     and when the client goes away the agent frees it (gauge back to 0);
-# (f) an agent stopped while a client follows a stage that never started
+# (f) Ctrl-C stops `drover logs -f` (and the agent frees the follower); an
+#     agent stopped while a client follows a stage that never started
 #     exits 0 (nothing leaked under ASan) and the client exits 1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -210,7 +211,10 @@ s.connect(("127.0.0.1", port))
 s.sendall(("GET /api/v1/runs/%s/stages/flood/log?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n" % run).encode())
 got = b""
 while b"\r\n\r\n" not in got:
-    got += s.recv(1024)
+    data = s.recv(1024)
+    if not data:
+        sys.exit("the agent closed the connection before its answer's headers")
+    got += data
 print(got.split(b"\r\n")[0].decode(), flush=True)
 # Sends 16 MiB of junk the agent has no use for, as far as it takes it (3 s
 # at most); the agent must not keep what it reads of it.
@@ -269,9 +273,21 @@ wait_metric drover_log_followers 0 20
 grep -q "follower of run $brun stage flood attempt 1 left" "$AGENT_LOG" ||
 	fail "the agent log does not say the slow follower left"
 
-say "(f) the agent stops while a client follows a stage that has not started"
+say "(f) a run whose first stage runs for ever"
 hrun=$(start_run hold 4)
 wait_stage_status "$hrun" hold running 20
+say "Ctrl-C stops drover logs -f; the agent frees its follower"
+# (a background job of a script starts with SIGINT ignored; a terminal's is not)
+env --default-signal=INT "$DROVER_BIN" logs -c "$CFG" -f "$hrun" hold >"$T/hold.out" 2>"$T/hold.err" &
+hold_pid=$!
+EXTRA_PIDS+=("$hold_pid")
+wait_contains "$T/hold.out" "stage hold attempt 1"
+wait_metric drover_log_followers 1
+kill -INT "$hold_pid"
+wait_exit "$hold_pid" "drover logs -f after SIGINT" 10
+assert_eq "$EXIT_CODE" 130 "exit code of drover logs -f after SIGINT"
+wait_metric drover_log_followers 0
+say "the agent stops while a client follows a stage that has not started"
 dv logs -c "$CFG" -f "$hrun" next >"$T/next.out" 2>"$T/next.err" &
 next_pid=$!
 EXTRA_PIDS+=("$next_pid")
