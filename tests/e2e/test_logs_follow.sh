@@ -157,7 +157,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
 	"http://127.0.0.1:$PORT/api/v1/runs/$run/stages/talk/log?follow=1" || true)
 assert_eq "$code" 503 "HTTP status of a follow over the cap"
 assert_eq "$(metric drover_log_followers_refused_total)" 2 "refused followers after two refusals"
-[ -s "$T/after.out" ] && fail "the follower of a stage not started has output: $(head -c 200 "$T/after.out")"
+[ ! -s "$T/after.out" ] || fail "the follower of a stage not started has output: $(head -c 200 "$T/after.out")"
 
 say "the marker: the stage goes on and ends, both followers end"
 touch "$T/marker"
