@@ -43,6 +43,7 @@ struct cli_args {
 	long attempt;	    /* 0: not given */
 	bool is_json;
 	bool is_help;
+	bool is_follow; /* logs -f */
 	const char **positionals;
 	size_t n_positionals;
 };

@@ -788,6 +788,11 @@ static const struct field admin_fields[] = {
     {.key = "token_file", .kind = FIELD_CUSTOM, .parse = config_parse_token_file},
     {.key = "max_body_bytes", .kind = FIELD_SIZE, .offset = CFG(admin.max_body_bytes)},
     {.key = "max_header_bytes", .kind = FIELD_SIZE, .offset = CFG(admin.max_header_bytes)},
+    {.key = "max_log_followers",
+     .kind = FIELD_INT,
+     .offset = CFG(admin.max_log_followers),
+     .min = 1,
+     .max = 100000},
 };
 static const struct section admin_section = {"admin", admin_fields, ARRAY_LEN(admin_fields)};
 
@@ -875,6 +880,7 @@ static struct config *config_new_defaults(void)
 	cfg->admin.listen = xstrdup("127.0.0.1:8470");
 	cfg->admin.max_body_bytes = 1024 * 1024;
 	cfg->admin.max_header_bytes = 64 * 1024;
+	cfg->admin.max_log_followers = 32;
 	return cfg;
 }
 

@@ -82,6 +82,7 @@ static void expect_defaults(const struct config *cfg)
 	assert_null(cfg->admin.token);
 	assert_int_equal(cfg->admin.max_body_bytes, 1048576);
 	assert_int_equal(cfg->admin.max_header_bytes, 65536);
+	assert_int_equal(cfg->admin.max_log_followers, 32);
 	assert_int_equal(cfg->n_repos, 0);
 	assert_int_equal(cfg->n_secrets, 0);
 	assert_int_equal(cfg->n_alerts, 0);
@@ -279,7 +280,7 @@ static void test_unknown_keys(void **state)
 			 "kafka, admin, repos, secrets, drift, hooks)");
 	expect_one_error("admin:\n  listen: 127.0.0.1:1\n  token: abc\n", 3,
 			 "unknown key 'token' (allowed: listen, token_file, max_body_bytes, "
-			 "max_header_bytes)");
+			 "max_header_bytes, max_log_followers)");
 	expect_one_error("repos:\n  - name: a/b\n    url: /x\n    branch: main\n", 4,
 			 "unknown key 'branch' (allowed: name, url)");
 	expect_one_error("drift:\n  alerts: []\n  thresholds: {}\n", 3,
