@@ -642,7 +642,9 @@ static void status_on_response(void *arg, const struct drover_http_response *res
 				 res->error != NULL ? res->error : "no answer");
 		else
 			snprintf(why, sizeof why, "HTTP %d", res->status);
-		say(s, t->failures == 1 ? DROVER_LOG_WARN : DROVER_LOG_DEBUG,
+		/* A streak of failures is logged once; each throttling (at most
+		 * one per wait the host asked for) is. */
+		say(s, t->failures == 1 || asked >= 0 ? DROVER_LOG_WARN : DROVER_LOG_DEBUG,
 		    "status: %s: %s for %s; retrying in %lld ms%s (%zu status(es) waiting)", name,
 		    why, it->context, (long long)(t->not_before_ms - mono_now_ms()),
 		    asked >= 0 ? " as the host asked" : "", s->queue.n);
