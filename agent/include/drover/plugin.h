@@ -195,6 +195,8 @@ struct drover_plugin {
 	const char *name, *version, *description;
 	const struct drover_param *params; /* may be NULL: any `with:` is accepted */
 
+	/* config: the plugin's plugin_config entry of agent.yaml, or NULL; borrowed
+	 * (copy what is kept). host stays valid until fini returns. */
 	int (*init)(const struct drover_host *host, const json_t *config, void **state);
 	/* Begins a stage; 0, or -1 when it could not start (then done() is not called). */
 	int (*start)(void *state, struct drover_stage *stage);
