@@ -75,13 +75,13 @@ struct drover_spawn {
  * duration of the call only: the host copies what it keeps.
  */
 struct drover_http_request {
-	const char *method;		 /* "GET", "POST", ... */
-	const char *url;		 /* http:// or https:// */
-	const char *const *headers;	 /* "Name: value" lines, NULL-terminated, or NULL */
-	const char *body;		 /* may be NULL */
-	size_t body_len;		 /* bytes of body */
-	int64_t timeout_ms;		 /* whole request; <= 0: 30 s */
-	size_t max_response_body_bytes;	 /* the rest is dropped (is_truncated); 0: 64 KiB */
+	const char *method;		/* "GET", "POST", ... */
+	const char *url;		/* http:// or https:// */
+	const char *const *headers;	/* "Name: value" lines, NULL-terminated, or NULL */
+	const char *body;		/* may be NULL */
+	size_t body_len;		/* bytes of body */
+	int64_t timeout_ms;		/* whole request; <= 0: 30 s */
+	size_t max_response_body_bytes; /* the rest is dropped (is_truncated); 0: 64 KiB */
 };
 
 /* A response header; names are lower case. */
