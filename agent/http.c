@@ -245,6 +245,28 @@ static size_t http_on_body(char *data, size_t size, size_t nmemb, void *userp)
 	return len; /* the rest is dropped, not an error */
 }
 
+int http_header_parse(const char *line, size_t len, char **name, char **value)
+{
+	if (len > HTTP_MAX_HEADER_LINE)
+		return -1;
+	const char *colon = memchr(line, ':', len);
+	if (colon == NULL || colon == line || memchr(line, '\0', len) != NULL)
+		return -1;
+	for (const char *p = line; p < colon; p++)
+		if (*p <= ' ' || *p >= 127)
+			return -1; /* not a token: no header (obs-fold lines included) */
+	const char *v = colon + 1, *end = line + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*name = xstrndup(line, (size_t)(colon - line));
+	for (char *p = *name; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	*value = xstrndup(v, (size_t)(end - v));
+	return 0;
+}
+
 /* One header line; a status line starts a new response (redirect, 100 Continue). */
 static size_t http_on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -254,21 +276,12 @@ static size_t http_on_header(char *data, size_t size, size_t nmemb, void *userp)
 		http_req_clear_headers(r);
 		return len;
 	}
-	const char *colon = memchr(data, ':', len);
-	if (colon == NULL || colon == data || len > HTTP_MAX_HEADER_LINE ||
-	    r->n_resp_headers == HTTP_MAX_HEADERS)
+	char *name, *value;
+	if (r->n_resp_headers == HTTP_MAX_HEADERS ||
+	    http_header_parse(data, len, &name, &value) != 0)
 		return len;
-	size_t name_len = (size_t)(colon - data);
-	const char *v = colon + 1, *end = data + len;
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-		end--;
-	char *name = xstrndup(data, name_len);
-	for (char *p = name; *p != '\0'; p++)
-		*p = (char)tolower((unsigned char)*p);
 	r->resp_headers[r->n_resp_headers].name = name;
-	r->resp_headers[r->n_resp_headers].value = xstrndup(v, (size_t)(end - v));
+	r->resp_headers[r->n_resp_headers].value = value;
 	r->n_resp_headers++;
 	return len;
 }

@@ -35,6 +35,13 @@ int http_request_start(struct http *h, const struct drover_http_request *req,
 /* Requests started and not yet completed. */
 size_t http_in_flight(const struct http *h);
 
+/*
+ * One response header line ("Name: value", CRLF or not) into a lower-case
+ * name and a trimmed value (both the caller's to free). -1 when it is no
+ * header: no colon, a name that is not a token, a NUL, or over 8 KiB.
+ */
+int http_header_parse(const char *line, size_t len, char **name, char **value);
+
 /* The value of a response header (name in any case), or NULL. */
 const char *http_response_header(const struct drover_http_response *res, const char *name);
 

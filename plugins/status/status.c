@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "queue.h"
+#include "response.h"
 
 #define STATUS_DESCRIPTION_MAX 140
 
@@ -530,63 +531,6 @@ static bool status_is_ready(void *arg, int target)
 	return mono_now_ms() >= s->targets[target].not_before_ms;
 }
 
-/* Milliseconds a response asks us to wait (Retry-After, GitHub's
- * x-ratelimit-reset), or -1 when it does not say. */
-static int64_t response_wait_ms(const struct drover_http_response *res)
-{
-	for (size_t i = 0; i < res->n_headers; i++) {
-		const char *n = res->headers[i].name, *v = res->headers[i].value;
-		if (strcmp(n, "retry-after") == 0) {
-			char *end;
-			errno = 0;
-			long long secs = strtoll(v, &end, 10);
-			if (end != v && *end == '\0' && errno == 0 && secs >= 0)
-				return secs * 1000;
-			struct tm tm = {0};
-			const char *rest = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-			if (rest != NULL) {
-				int64_t at = (int64_t)timegm(&tm) - (int64_t)time(NULL);
-				return at > 0 ? at * 1000 : 0;
-			}
-		}
-	}
-	for (size_t i = 0; i < res->n_headers; i++) {
-		if (strcmp(res->headers[i].name, "x-ratelimit-reset") == 0) {
-			long long at = strtoll(res->headers[i].value, NULL, 10);
-			int64_t d = (int64_t)at - (int64_t)time(NULL);
-			return d > 0 ? d * 1000 : 0;
-		}
-	}
-	return -1;
-}
-
-static bool response_is_rate_limit(const struct drover_http_response *res)
-{
-	if (res->status == 429)
-		return true;
-	if (res->status != 403)
-		return false;
-	for (size_t i = 0; i < res->n_headers; i++) {
-		if (strcmp(res->headers[i].name, "retry-after") == 0 ||
-		    (strcmp(res->headers[i].name, "x-ratelimit-remaining") == 0 &&
-		     strcmp(res->headers[i].value, "0") == 0))
-			return true;
-	}
-	return false;
-}
-
-/* The host's own words from an error body: "message" or "error", else the text. */
-static char *response_message(const struct drover_http_response *res)
-{
-	json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
-	const char *m = json_string_value(json_object_get(j, "message"));
-	if (m == NULL)
-		m = json_string_value(json_object_get(j, "error"));
-	char *out = m != NULL ? xprintf("%.300s", m) : xprintf("%.300s", res->body);
-	json_decref(j);
-	return out;
-}
-
 /* Back-off after a retryable failure: what the host asked for, else
  * exponential from retry_initial_ms with jitter (half to all of it). */
 static void target_back_off(struct status_state *s, struct status_target *t, int64_t asked_ms)
@@ -603,8 +547,8 @@ static void target_back_off(struct status_state *s, struct status_target *t, int
 			delay = s->retry_max_ms;
 		delay = delay / 2 + (int64_t)(rand_r(&s->seed) % (unsigned)(delay / 2 + 1));
 	}
-	if (delay > 3600 * 1000)
-		delay = 3600 * 1000;
+	if (delay > STATUS_MAX_WAIT_MS)
+		delay = STATUS_MAX_WAIT_MS;
 	t->not_before_ms = mono_now_ms() + delay;
 }
 
@@ -631,8 +575,9 @@ static void status_on_response(void *arg, const struct drover_http_response *res
 		t->failures = 0;
 		s->counts.delivered++;
 		status_queue_remove(&s->queue, it);
-	} else if (res->status == 0 || res->status >= 500 || response_is_rate_limit(res)) {
-		int64_t asked = res->status > 0 ? response_wait_ms(res) : -1;
+	} else if (res->status == 0 || res->status >= 500 || status_response_is_rate_limit(res)) {
+		int64_t asked =
+		    res->status > 0 ? status_response_wait_ms(res, (int64_t)time(NULL)) : -1;
 		target_back_off(s, t, asked);
 		s->counts.retried++;
 		it->attempts++;
@@ -650,7 +595,7 @@ static void status_on_response(void *arg, const struct drover_http_response *res
 		    asked >= 0 ? " as the host asked" : "", s->queue.n);
 		status_queue_release(&s->queue, it);
 	} else {
-		char *msg = response_message(res);
+		char *msg = status_response_message(res);
 		s->counts.refused++;
 		say(s, DROVER_LOG_ERROR,
 		    "status: %s refused %s (HTTP %d: %s); dropped (%llu refused so far)", name,
