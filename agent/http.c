@@ -24,7 +24,7 @@
 #define HTTP_MAX_HEADERS 64
 #define HTTP_MAX_HEADER_LINE 8192
 
-/* A socket curl asked us to watch; curl keeps a pointer to it (multi_assign). */
+/* A socket curl asked us to watch (in struct http's list until curl removes it). */
 struct http_sock {
 	struct http *h;
 	curl_socket_t fd;
@@ -188,12 +188,18 @@ static void http_sock_free(struct http_sock *s)
 	free(s);
 }
 
-/* curl's socket callback: watches, re-watches or forgets a socket. */
+/*
+ * curl's socket callback: watches, re-watches or forgets a socket. Our
+ * sockets are found in our own list (not curl_multi_assign): nothing here
+ * calls back into libcurl.
+ */
 static int http_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	(void)easy;
+	(void)easy, (void)socketp;
 	struct http *h = userp;
-	struct http_sock *s = socketp;
+	struct http_sock *s = h->socks;
+	while (s != NULL && s->fd != fd)
+		s = s->next;
 	if (what == CURL_POLL_REMOVE) {
 		if (s != NULL)
 			http_sock_free(s);
@@ -213,8 +219,6 @@ static int http_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *use
 			h->socks->prev = s;
 		h->socks = s;
 		s->ev = event_new(h->base, fd, kind, http_on_socket_event, h);
-		/* Documented as callable from here: it only stores the pointer. */
-		curl_multi_assign(h->multi, fd, s);
 	} else {
 		event_del(s->ev);
 		event_assign(s->ev, h->base, fd, kind, http_on_socket_event, h);
