@@ -71,6 +71,7 @@ struct config {
 	size_t n_alerts;
 	struct event_model_map *models; /* drift.models: model → repo, branch */
 	size_t n_models;
+	json_t *plugin_config; /* plugin_config: plugin name → its mapping as JSON (owned) */
 };
 
 /*
