@@ -13,8 +13,8 @@
 # order pending → success/failure, the run's pending before its stages' and
 # its result after theirs; Azure PR statuses go to the pull request, push
 # statuses to the commit; the host's tokens never appear in the agent's log.
-# GitLab: the stand-in speaks its API, but the agent does not parse GitLab
-# events yet (event.c), so no GitLab run can be started here.
+# GitLab: a push hook (POST /api/v1/events with X-Gitlab-Event) reports to
+# the project's commit statuses with GitLab's states (running, failed).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -28,6 +28,7 @@ c1=$(make_repo hello)
 add_repo Codertocat/Hello-World "$(repo_url hello)"
 add_repo Codertocat/Unknown "$(repo_url hello)"
 add_repo Forecasting/churn-model "$(repo_url hello)"
+add_repo acme-ml/widget "$(repo_url hello)"
 for p in ci lint; do
 	if [ "$p" = ci ]; then run='echo tests pass'; else run='echo "style error"; exit 3'; fi
 	write_pipeline "$p" <<EOF
@@ -90,7 +91,7 @@ grep -q "status: github: .*retrying in" "$AGENT_LOG" ||
 say "the git host comes back: 3 x 503, then 2 x 429 (Retry-After: 1), then a 403 rate limit"
 python3 "$DROVER_SRC/tests/standin/githost.py" --port "$HOST_PORT" --port-file "$T/standin.port" \
 	--github-token "$GH_TOKEN" --gitlab-token "$GL_TOKEN" --azure-token "$AZ_TOKEN" \
-	--repo github:Codertocat/Hello-World --repo azure-devops:acme-ml/Forecasting/churn-model \
+	--repo github:Codertocat/Hello-World --repo azure-devops:acme-ml/Forecasting/churn-model --repo gitlab:acme-ml/widget \
 	--fail 503:3 --fail 429:2:1 --fail 403:1 \
 	2>"$T/standin.log" &
 EXTRA_PIDS+=($!) # killed at the end
@@ -120,27 +121,40 @@ for c in d["resource"].get("commits", []):
 ' "$c4"
 dv emit -c "$CFG" --azure "$T/events/az-push.json" >/dev/null ||
 	fail "drover emit --azure (push) failed"
+c5=$(repo_commit hello v5 "gitlab push" main)
+json_edit "$DROVER_FIXTURES/events/gitlab.push.json" "$T/events/gl-push.json" '
+d["project"]["path_with_namespace"] = "acme-ml/widget"
+d["ref"] = "refs/heads/main"
+d["after"] = d["checkout_sha"] = a[0]
+for c in d.get("commits", []):
+    c["id"] = a[0]
+' "$c5"
+code=$(curl -s -o "$T/gl-emit.json" -w '%{http_code}' --max-time 10 \
+	-H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' \
+	-H 'X-Gitlab-Event-UUID: status-gl-push-1' --data-binary "@$T/events/gl-push.json" \
+	"http://127.0.0.1:$PORT/api/v1/events")
+[ "$code" = 202 ] || fail "POST /api/v1/events (GitLab push) answered $code: $(cat "$T/gl-emit.json")"
 say "and a push of a repository the git host does not know (404)"
 push_event "$T/events/unknown.json" "$c1" refs/heads/master Codertocat/Unknown
 emit_github push "$T/events/unknown.json" status-unknown-1
 
-for ev in status-pr-1 status-az-pr-1 status-az-push-1 status-unknown-1; do
+for ev in status-pr-1 status-az-pr-1 status-az-push-1 status-gl-push-1 status-unknown-1; do
 	for p in ci lint; do
 		r=$(run_of_event "$ev" "$p")
 		wait_run_done "$r" 30 >/dev/null
 	done
 done
-wait_count received 40
+wait_count received 50
 wait_count calls 10 /repos/Codertocat/Unknown/
 
 say "checking what the stand-in received"
 curl -s --max-time 5 "$HOST/_control/received" >"$T/received.json"
 curl -s --max-time 5 "$HOST/_control/calls" >"$T/calls.json"
-python3 - "$T/received.json" "$T/calls.json" "$c1" "$c2" "$c3" "$c4" <<'EOF' || fail "the statuses received are not right (see above)"
+python3 - "$T/received.json" "$T/calls.json" "$c1" "$c2" "$c3" "$c4" "$c5" <<'EOF' || fail "the statuses received are not right (see above)"
 import collections, json, sys
 received = json.load(open(sys.argv[1]))
 calls = json.load(open(sys.argv[2]))
-c1, c2, c3, c4 = sys.argv[3:7]
+c1, c2, c3, c4, c5 = sys.argv[3:8]
 bad = []
 def check(ok, why):
     if not ok:
@@ -151,6 +165,7 @@ expect = {  # (host, sha) -> {context: [states]}
     ("github", c2): ("github", "pending", "success", "failure"),
     ("azure-devops", c3): ("azure-devops", "pending", "succeeded", "failed"),
     ("azure-devops", c4): ("azure-devops", "pending", "succeeded", "failed"),
+    ("gitlab", c5): ("gitlab", "pending", "success", "failed"),
 }
 by_sha = collections.defaultdict(list)
 for r in received:
@@ -159,7 +174,7 @@ for r in received:
           "description too long or missing: %r" % r)
     check(r["target_url"].startswith("https://drover.example/runs/"),
           "target_url %r" % r["target_url"])
-check(len(received) == 40, "%d statuses received, 40 expected" % len(received))
+check(len(received) == 50, "%d statuses received, 50 expected" % len(received))
 for (host, sha), (_, pending, ok, failed) in expect.items():
     key = (host, 52) if sha == c3 else (host, sha)
     got = by_sha.get(key, [])
@@ -169,7 +184,8 @@ for (host, sha), (_, pending, ok, failed) in expect.items():
         run_ctx, stage_ctx = prefix + p, prefix + p + "/check"
         seq = [g for g in got if g["context"] in (run_ctx, stage_ctx)]
         states = [(g["context"], g["state"]) for g in seq]
-        want = [(run_ctx, pending), (run_ctx, pending), (stage_ctx, pending),
+        started = "running" if host == "gitlab" else pending  # GitLab: started is running
+        want = [(run_ctx, pending), (run_ctx, started), (stage_ctx, started),
                 (stage_ctx, result), (run_ctx, result)]
         check(states == want, "%s %s %s: got %s, want %s" % (host, sha[:8], p, states, want))
 # Azure: the pull request's statuses went to the pull request, the push's to the commit.
