@@ -21,6 +21,7 @@
 
 #include "admin_hooks.h"
 #include "admin_http.h"
+#include "admin_logs.h"
 #include "agent.h"
 #include "event.h"
 #include "intake.h"
@@ -44,6 +45,7 @@ struct admin {
 	struct evhttp *http;
 	struct pending_event *pending;
 	struct admin_hooks *hooks; /* owned: POST /hooks/<provider> (admin_hooks.c) */
+	struct admin_logs *logs;   /* owned: GET .../log, its followers (admin_logs.c) */
 	/* gauges read at each scrape (families of agent->metrics) */
 	struct metric_family *runs_active, *runs_queued, *stages_running, *outbox_depth;
 	struct metric_family *consumer_lag, *intake_paused;
@@ -371,55 +373,11 @@ static void admin_get_runs(struct admin *ad, struct evhttp_request *req,
 	evhttp_clear_headers(&q);
 }
 
+/* GET .../stages/{name}/log[?attempt=N&follow=1]: admin_logs.c answers. */
 static void admin_get_log(struct admin *ad, struct evhttp_request *req,
 			  const struct admin_path *match)
 {
-	long long run_id = match->run_id;
-	const char *stage = match->name;
-	json_t *run = store_run_json(ad->agent->store, run_id);
-	if (run == NULL) {
-		admin_reply_error(req, 404, "no run %lld", run_id);
-		return;
-	}
-	int attempt = -1;
-	json_t *st;
-	size_t i;
-	json_array_foreach(json_object_get(run, "stages"), i, st)
-	{
-		if (strcmp(json_string_value(json_object_get(st, "name")), stage) == 0)
-			attempt = (int)json_integer_value(json_object_get(st, "attempt"));
-	}
-	json_decref(run);
-	if (attempt < 0) {
-		admin_reply_error(req, 404, "run %lld has no stage '%s'", run_id, stage);
-		return;
-	}
-	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (query != NULL && evhttp_parse_query_str(query, &q) == 0 &&
-	    admin_query(&q, "attempt") != NULL)
-		attempt = atoi(admin_query(&q, "attempt"));
-	evhttp_clear_headers(&q);
-	char *path =
-	    xasprintf("%s/logs/%lld/%s.%d.log", ad->agent->cfg->state_dir, run_id, stage, attempt);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0) {
-		admin_reply_error(req, 404, "no log for stage '%s' attempt %d (not started?)",
-				  stage, attempt);
-		return;
-	}
-	struct stat sb;
-	struct evbuffer *out = evbuffer_new();
-	if (fstat(fd, &sb) == 0 && sb.st_size > 0)
-		evbuffer_add_file(out, fd, 0, sb.st_size); /* takes the fd */
-	else
-		close(fd);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; charset=utf-8");
-	evhttp_send_reply(req, 200, NULL, out);
-	evbuffer_free(out);
+	admin_logs_get(ad->logs, req, match->run_id, match->name);
 }
 
 static void admin_get_run(struct admin *ad, struct evhttp_request *req,
@@ -454,6 +412,7 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req,
 	evbuffer_add(out, text, strlen(text));
 	free(text);
 	admin_hooks_metrics(ad->hooks, out);
+	admin_logs_metrics(ad->logs, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, 200, NULL, out);
@@ -640,6 +599,7 @@ struct admin *admin_new(struct agent *a, char *err, size_t err_len)
 	struct admin *ad = xcalloc(1, sizeof *ad);
 	ad->agent = a;
 	ad->hooks = admin_hooks_new(a);
+	ad->logs = admin_logs_new(a);
 	ad->http = evhttp_new(a->base);
 	evhttp_set_max_body_size(ad->http, (ev_ssize_t)a->cfg->admin.max_body_bytes);
 	evhttp_set_max_headers_size(ad->http, (ev_ssize_t)a->cfg->admin.max_header_bytes);
@@ -694,6 +654,7 @@ void admin_free(struct admin *ad)
 	/* Pending produce callbacks may still run (kafka is freed later): detach them. */
 	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
 		p->req = NULL;
+	admin_logs_free(ad->logs); /* before the connections its followers use go */
 	evhttp_free(ad->http);
 	admin_hooks_free(ad->hooks);
 	free(ad);

@@ -12,10 +12,12 @@
 #include <string.h>
 
 #include "admin.h"
+#include "http.h"
 #include "intake.h"
 #include "kafka.h"
 #include "log.h"
 #include "plugin_host.h"
+#include "plugin_services.h"
 #include "proc.h"
 #include "report.h"
 #include "scheduler.h"
@@ -103,7 +105,11 @@ static void agent_teardown(struct agent *a)
 	a->kafka = NULL;
 	report_free(a->report);
 	scheduler_free(a->sched);
+	/* In-flight requests end (cancelled) while their plugins still live. */
+	http_free(a->http);
+	a->http = NULL;
 	plugin_host_free(a->plugins);
+	plugin_services_free(a->services);
 	proc_table_free(a->procs);
 	pipeline_set_free(&a->pipelines);
 	store_close(a->store);
@@ -163,7 +169,10 @@ int agent_main(const char *config_path)
 		log_error("agent: cannot watch child processes");
 		goto out;
 	}
-	a->plugins = plugin_host_new(scheduler_host_services());
+	a->http = http_new(a->base);
+	a->services = plugin_services_new(a);
+	a->plugins = plugin_host_new(plugin_services_table(a->services));
+	plugin_host_set_config(a->plugins, a->cfg->plugin_config);
 	int refused = plugin_host_load_dir(a->plugins, a->cfg->plugins_dir);
 	if (refused > 0)
 		a->metrics.plugins_refused += (uint64_t)refused;

@@ -23,6 +23,8 @@ struct kafka;
 struct intake;
 struct report;
 struct admin;
+struct http;
+struct plugin_services;
 
 struct agent {
 	struct config *cfg; /* owned */
@@ -36,6 +38,8 @@ struct agent {
 	struct report *report;
 	struct scheduler *sched;
 	struct admin *admin;
+	struct http *http;		  /* async HTTP client on base (plugins' http_request) */
+	struct plugin_services *services; /* the host table handed to plugins */
 	struct metrics metrics;
 	struct event *sig_term, *sig_int, *sig_hup;
 	bool is_stopping;

@@ -69,7 +69,7 @@ static const struct cli_command_info cli_commands[] = {
 		  "[--limit N] [--before RUN]",
 		  0, 0, "no arguments"},
     [CMD_SHOW] = {"show", "drover show [-c FILE] [--json] RUN", 1, 1, "one run id"},
-    [CMD_LOGS] = {"logs", "drover logs [-c FILE] [--attempt N] RUN STAGE", 2, 2,
+    [CMD_LOGS] = {"logs", "drover logs [-c FILE] [--attempt N] [-f|--follow] RUN STAGE", 2, 2,
 		  "a run id and a stage name"},
     [CMD_CANCEL] = {"cancel", "drover cancel [-c FILE] [--reason TEXT] RUN", 1, 1, "one run id"},
     [CMD_VALIDATE] = {"validate", "drover validate [-c FILE] FILE|DIR...", 1, SIZE_MAX,
@@ -97,6 +97,7 @@ enum cli_flag {
 	FLAG_ATTEMPT,
 	FLAG_REASON,
 	FLAG_BEFORE,
+	FLAG_FOLLOW,
 };
 
 #define ON(c) (1u << (c))
@@ -128,6 +129,7 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_ATTEMPT, "attempt", 0, true, ON(CMD_LOGS)},
     {FLAG_REASON, "reason", 0, true, ON(CMD_CANCEL)},
     {FLAG_BEFORE, "before", 0, true, ON(CMD_RUNS)},
+    {FLAG_FOLLOW, "follow", 'f', false, ON(CMD_LOGS)},
 };
 
 static int cli_command_find(const char *name)
@@ -244,6 +246,9 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_REASON:
 		args->reason = v;
+		return 0;
+	case FLAG_FOLLOW:
+		args->is_follow = true;
 		return 0;
 	case FLAG_LIMIT:
 	case FLAG_ATTEMPT:
@@ -1025,12 +1030,18 @@ static int cli_request(const struct cli_client *c, const char *url, struct curl_
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
 	}
 	CURLcode rc = curl_easy_perform(curl);
+	long answered = 0; /* the status line arrived: the agent was reached */
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answered);
 	int result = 0;
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->status);
 	} else if (reply->write_errno != 0) {
 		fprintf(stderr, "drover: writing the answer failed: %s\n",
 			strerror(reply->write_errno));
+		result = -1;
+	} else if (reply->is_streaming || answered != 0) {
+		fprintf(stderr, "drover: the agent's answer broke off: %s\n",
+			errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
 		result = -1;
 	} else if (reply->is_too_large) {
 		fprintf(stderr, "drover: the agent's answer is larger than %d bytes\n",
@@ -1338,7 +1349,8 @@ out:
 	return rc;
 }
 
-/* GET a stage attempt's log and copy it to stdout as it arrives, byte for byte. */
+/* GET a stage attempt's log and copy it to stdout as it arrives, byte for byte; with
+ * --follow, while the stage writes it, until the attempt is over. */
 static int cmd_logs(const struct cli_args *args, const struct config *cfg)
 {
 	struct cli_client c;
@@ -1349,10 +1361,13 @@ static int cmd_logs(const struct cli_args *args, const struct config *cfg)
 	char *path = xasprintf("/api/v1/runs/%s/stages/%s/log", run, stage);
 	char attempt[24];
 	snprintf(attempt, sizeof attempt, "%ld", args->attempt);
-	const struct cli_query_param params[] = {{"attempt", args->attempt > 0 ? attempt : NULL}};
+	const struct cli_query_param params[] = {{"attempt", args->attempt > 0 ? attempt : NULL},
+						 {"follow", args->is_follow ? "1" : NULL}};
 	char *url = cli_build_url(c.base_url, path, params, ARRAY_LEN(params));
 	struct cli_reply r = {.stream = stdout};
 	int rc = 1;
+	if (args->is_follow)
+		setvbuf(stdout, NULL, _IONBF, 0); /* each chunk shows as it arrives */
 	if (cli_request(&c, url, NULL, NULL, 0, true, &r) != 0)
 		goto out;
 	if (!cli_is_success(r.status)) {

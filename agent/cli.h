@@ -44,6 +44,7 @@ struct cli_args {
 	long before;	    /* runs --before: 0: not given */
 	bool is_json;
 	bool is_help;
+	bool is_follow; /* logs -f */
 	const char **positionals;
 	size_t n_positionals;
 };

@@ -766,6 +766,101 @@ static void config_parse_models(struct loader *l, const char *path, yaml_node_t 
 	}
 }
 
+/*
+ * One YAML node of plugin_config as JSON: plain scalars that read as an
+ * integer, true/false or null become that, every other scalar a string.
+ * NULL after recording why (an alias loop or absurd nesting).
+ */
+static json_t *config_node_json(struct loader *l, yaml_node_t *node, int depth)
+{
+	if (depth > 32) {
+		config_error(l, node, "plugin_config is nested too deeply");
+		return NULL;
+	}
+	if (node->type == YAML_SCALAR_NODE) {
+		const char *s = node_text(node);
+		if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+			return json_stringn(s, node->data.scalar.length);
+		if (node_is_null(node))
+			return json_null();
+		if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)
+			return json_boolean(s[0] == 't');
+		char *end;
+		errno = 0;
+		long long v = strtoll(s, &end, 10);
+		if (s[0] != '\0' && *end == '\0' && errno == 0)
+			return json_integer(v);
+		return json_stringn(s, node->data.scalar.length);
+	}
+	if (node->type == YAML_SEQUENCE_NODE) {
+		json_t *a = json_array();
+		for (yaml_node_item_t *it = node->data.sequence.items.start;
+		     it < node->data.sequence.items.top; it++) {
+			json_t *v = config_node_json(l, node_at(l, *it), depth + 1);
+			if (v == NULL) {
+				json_decref(a);
+				return NULL;
+			}
+			json_array_append_new(a, v);
+		}
+		return a;
+	}
+	json_t *o = json_object();
+	for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+	     pair < node->data.mapping.pairs.top; pair++) {
+		yaml_node_t *key = node_at(l, pair->key);
+		if (key->type != YAML_SCALAR_NODE) {
+			config_error(l, key, "plugin_config keys must be words, not %s",
+				     node_kind_name(key));
+			json_decref(o);
+			return NULL;
+		}
+		json_t *v = config_node_json(l, node_at(l, pair->value), depth + 1);
+		if (v == NULL) {
+			json_decref(o);
+			return NULL;
+		}
+		json_object_set_new(o, node_text(key), v);
+	}
+	return o;
+}
+
+/* plugin_config: { <plugin name>: { ... } }, each handed to that plugin's init. */
+static void config_parse_plugin_config(struct loader *l, const char *path, yaml_node_t *node)
+{
+	json_object_clear(l->cfg->plugin_config);
+	if (node_is_null(node))
+		return;
+	if (node->type != YAML_MAPPING_NODE) {
+		config_error(l, node, "'%s' must be a mapping of plugin name: settings, not %s",
+			     path, node_kind_name(node));
+		return;
+	}
+	for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+	     pair < node->data.mapping.pairs.top; pair++) {
+		yaml_node_t *key = node_at(l, pair->key);
+		yaml_node_t *value = node_at(l, pair->value);
+		if (key->type != YAML_SCALAR_NODE || node_is_null(key)) {
+			config_error(l, key, "'%s' names plugins, not %s", path,
+				     node_kind_name(key));
+			continue;
+		}
+		const char *name = node_text(key);
+		if (json_object_get(l->cfg->plugin_config, name) != NULL) {
+			config_error(l, key, "duplicate key '%s'", name);
+			continue;
+		}
+		if (value->type != YAML_MAPPING_NODE) {
+			config_error(l, value, "'%s.%s' must be a mapping, not %s", path, name,
+				     node_kind_name(value));
+			continue;
+		}
+		json_t *v = config_node_json(l, value, 0);
+		if (v != NULL)
+			json_object_set_new(l->cfg->plugin_config, name, v);
+	}
+}
+
 #define CFG(member) offsetof(struct config, member)
 
 static const struct field kafka_fields[] = {
@@ -788,6 +883,11 @@ static const struct field admin_fields[] = {
     {.key = "token_file", .kind = FIELD_CUSTOM, .parse = config_parse_token_file},
     {.key = "max_body_bytes", .kind = FIELD_SIZE, .offset = CFG(admin.max_body_bytes)},
     {.key = "max_header_bytes", .kind = FIELD_SIZE, .offset = CFG(admin.max_header_bytes)},
+    {.key = "max_log_followers",
+     .kind = FIELD_INT,
+     .offset = CFG(admin.max_log_followers),
+     .min = 1,
+     .max = 100000},
 };
 static const struct section admin_section = {"admin", admin_fields, ARRAY_LEN(admin_fields)};
 
@@ -849,6 +949,7 @@ static const struct field top_fields[] = {
     {.key = "secrets", .kind = FIELD_CUSTOM, .parse = config_parse_secrets},
     {.key = "drift", .kind = FIELD_SECTION, .section = &drift_section},
     {.key = "hooks", .kind = FIELD_SECTION, .section = &hooks_section},
+    {.key = "plugin_config", .kind = FIELD_CUSTOM, .parse = config_parse_plugin_config},
 };
 static const struct section top_section = {"", top_fields, ARRAY_LEN(top_fields)};
 
@@ -871,10 +972,12 @@ static struct config *config_new_defaults(void)
 	cfg->kafka.results_topic = xstrdup("drover.results");
 	cfg->kafka.dead_letter_topic = xstrdup("drover.dead-letter");
 	cfg->kafka.properties = json_object();
+	cfg->plugin_config = json_object();
 	cfg->kafka.embedded_partitions = 4;
 	cfg->admin.listen = xstrdup("127.0.0.1:8470");
 	cfg->admin.max_body_bytes = 1024 * 1024;
 	cfg->admin.max_header_bytes = 64 * 1024;
+	cfg->admin.max_log_followers = 32;
 	return cfg;
 }
 
@@ -973,6 +1076,7 @@ void config_free(struct config *cfg)
 	free(cfg->kafka.results_topic);
 	free(cfg->kafka.dead_letter_topic);
 	json_decref(cfg->kafka.properties);
+	json_decref(cfg->plugin_config);
 	free(cfg->admin.listen);
 	free(cfg->admin.token_file);
 	free(cfg->admin.token);

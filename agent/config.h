@@ -36,6 +36,7 @@ struct admin_config {
 	char *token;	  /* read from token_file at load, trailing newline cut; NULL if none */
 	size_t max_body_bytes;	 /* default 1 MiB */
 	size_t max_header_bytes; /* default 64 KiB */
+	int max_log_followers;	 /* clients following stage logs at once, default 32 */
 };
 
 /* Webhook receivers (admin_hooks): a provider without its secret answers 404. */
@@ -70,6 +71,7 @@ struct config {
 	size_t n_alerts;
 	struct event_model_map *models; /* drift.models: model → repo, branch */
 	size_t n_models;
+	json_t *plugin_config; /* plugin_config: plugin name → its mapping as JSON (owned) */
 };
 
 /*

@@ -15,6 +15,7 @@
 
 struct plugin_host {
 	const struct drover_host *services;
+	const json_t *configs; /* plugin_config, borrowed; may be NULL */
 	struct loaded_plugin *items;
 	size_t n;
 };
@@ -24,6 +25,11 @@ struct plugin_host *plugin_host_new(const struct drover_host *services)
 	struct plugin_host *h = xcalloc(1, sizeof *h);
 	h->services = services;
 	return h;
+}
+
+void plugin_host_set_config(struct plugin_host *h, const json_t *configs)
+{
+	h->configs = configs;
 }
 
 void plugin_host_free(struct plugin_host *h)
@@ -112,7 +118,8 @@ int plugin_host_load(struct plugin_host *h, const char *path, char *err, size_t 
 	if (plugin_check_descriptor(desc, name, err, err_len) != 0)
 		goto fail;
 	void *state = NULL;
-	if (desc->init != NULL && desc->init(h->services, NULL, &state) != 0) {
+	const json_t *config = json_object_get(h->configs, name);
+	if (desc->init != NULL && desc->init(h->services, config, &state) != 0) {
 		snprintf(err, err_len, "init failed");
 		goto fail;
 	}
@@ -164,6 +171,13 @@ int plugin_host_load_dir(struct plugin_host *h, const char *dir)
 		free(paths[i]);
 	}
 	free(paths);
+	const char *key;
+	const json_t *value;
+	json_object_foreach((json_t *)h->configs, key, value)
+	{
+		if (plugin_host_find(h, key) == NULL)
+			log_warn("plugins: plugin_config names '%s', which is not loaded", key);
+	}
 	return refused;
 }
 
@@ -244,4 +258,12 @@ void plugin_host_notify(const struct plugin_host *h, const json_t *run_event)
 	for (size_t i = 0; i < h->n; i++)
 		if (h->items[i].desc->notify != NULL)
 			h->items[i].desc->notify(h->items[i].state, run_event);
+}
+
+bool plugin_host_has_notify(const struct plugin_host *h)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->items[i].desc->notify != NULL)
+			return true;
+	return false;
 }

@@ -22,6 +22,9 @@ struct loaded_plugin {
 
 /* services is borrowed and must outlive the host. */
 struct plugin_host *plugin_host_new(const struct drover_host *services);
+/* configs (plugin name → JSON object, borrowed, must outlive the host):
+ * each plugin's init gets its entry, or NULL. Set before loading. */
+void plugin_host_set_config(struct plugin_host *h, const json_t *configs);
 /* Calls every plugin's fini, then dlcloses. */
 void plugin_host_free(struct plugin_host *h);
 
@@ -35,6 +38,8 @@ const struct loaded_plugin *plugin_host_find(const struct plugin_host *h, const 
 /* Hands a run or stage event (a CloudEvent carrying a CDEvent) to every
  * plugin that has notify(). */
 void plugin_host_notify(const struct plugin_host *h, const json_t *run_event);
+/* Whether any loaded plugin has notify() (report skips building its input if not). */
+bool plugin_host_has_notify(const struct plugin_host *h);
 
 /* For struct plugin_catalog: arg is the plugin_host. */
 bool plugin_host_has(void *arg, const char *name);

@@ -215,9 +215,40 @@ static void report_refuse(struct report *r, int64_t outbox_id, bool is_dead_lett
 			  (long long)outbox_id, why);
 }
 
-/* Wraps a CDEvent (context + subject) into a structured CloudEvent and puts it in the outbox. */
+/*
+ * Hands ce to the notify plugins, with one member more than what is
+ * published: "drover" (README, "Commit status"), the facts a reporter needs
+ * and a CDEvent does not carry: {run, run_attempt, pipeline, stage,
+ * stage_attempt, phase, status, sha, url, event (the canonical event, or
+ * null)}. The published CloudEvent is left as it is.
+ */
+static void report_notify(struct report *r, const json_t *ce, const struct store_run *run,
+			  const struct store_stage *stage, const char *phase, const char *url)
+{
+	struct agent *a = r->agent;
+	if (a->plugins == NULL || !plugin_host_has_notify(a->plugins))
+		return;
+	json_t *event = run->event_id != NULL ? store_event_get(a->store, run->event_id) : NULL;
+	const char *sha = run->sha;
+	if (sha == NULL)
+		sha = json_string_value(json_object_get(event, "sha"));
+	json_t *facts = json_pack(
+	    "{s:I,s:i,s:s,s:s?,s:i,s:s,s:s,s:s?,s:s,s:o}", "run", (json_int_t)run->id,
+	    "run_attempt", run->attempt, "pipeline", run->pipeline, "stage",
+	    stage != NULL ? stage->name : NULL, "stage_attempt", stage != NULL ? stage->attempt : 0,
+	    "phase", phase, "status", status_name(stage != NULL ? stage->status : run->status),
+	    "sha", sha, "url", url, "event", event != NULL ? event : json_null());
+	json_t *copy = json_copy((json_t *)ce); /* shallow: members shared, not changed */
+	json_object_set_new(copy, "drover", facts);
+	plugin_host_notify(a->plugins, copy);
+	json_decref(copy);
+}
+
+/* Wraps a CDEvent (context + subject) into a structured CloudEvent, shows it
+ * to the notify plugins and puts it in the outbox. */
 static int report_emit(struct report *r, const char *type, const char *id, const char *chain_id,
-		       const char *key, json_t *subject)
+		       const char *key, json_t *subject, const struct store_run *run,
+		       const struct store_stage *stage, const char *phase, const char *url)
 {
 	char ts[32];
 	time_format_iso8601(now_ms(), ts, sizeof ts);
@@ -228,8 +259,7 @@ static int report_emit(struct report *r, const char *type, const char *id, const
 	json_t *ce = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "specversion", "1.0", "id", id,
 			       "source", source, "type", type, "time", ts, "datacontenttype",
 			       "application/json", "data", cdevent);
-	if (r->agent->plugins != NULL)
-		plugin_host_notify(r->agent->plugins, ce);
+	report_notify(r, ce, run, stage, phase, url);
 	char *text = json_dumps(ce, JSON_COMPACT);
 	json_decref(ce);
 	int64_t oid = store_outbox_add(r->agent->store, r->agent->cfg->kafka.results_topic, key,
@@ -262,7 +292,7 @@ int report_pipelinerun(struct report *r, const struct store_run *run, const char
 	}
 	json_t *subject =
 	    json_pack("{s:s,s:s,s:o}", "id", subject_id, "source", "/drover", "content", content);
-	int rc = report_emit(r, type, id, run->event_id, run->repo, subject);
+	int rc = report_emit(r, type, id, run->event_id, run->repo, subject, run, NULL, phase, url);
 	free(id);
 	free(type);
 	free(subject_id);
@@ -288,7 +318,8 @@ int report_taskrun(struct report *r, const struct store_run *run, const struct s
 	}
 	json_t *subject =
 	    json_pack("{s:s,s:s,s:o}", "id", subject_id, "source", "/drover", "content", content);
-	int rc = report_emit(r, type, id, run->event_id, run->repo, subject);
+	int rc =
+	    report_emit(r, type, id, run->event_id, run->repo, subject, run, stage, phase, url);
 	free(id);
 	free(type);
 	free(subject_id);

@@ -135,6 +135,7 @@ static void test_args_errors(void **state)
 	    {{"logs", "r", "s", "--attempt", "0"}, "not a positive number"},
 	    {{"runs", "--before", "-1"}, "not a positive number"},
 	    {{"show", "--before", "3", "1"}, "unknown flag '--before'"},
+	    {{"runs", "-f"}, "unknown flag '-f'"}, /* only logs follows */
 	    {{"runs", "--status", "exploded"}, "unknown status 'exploded'"},
 	    {{"runs", "--json=yes"}, "--json takes no value"},
 	    {{"runs", "extra"}, "expects no arguments"},
@@ -1055,6 +1056,57 @@ static void test_logs_stream(void **state)
 	free(req);
 }
 
+/* logs -f asks for follow=1 and copies the stream as it comes; a stream that
+ * breaks off before its last chunk is an error, what came is kept. */
+static void test_logs_follow(void **state)
+{
+	(void)state;
+	char *pargv[] = {"logs", "-f", "7", "s"};
+	struct cli_args a;
+	char err[256];
+	assert_int_equal(parse(ARGC(pargv), pargv, &a, err, sizeof err), 0);
+	assert_true(a.is_follow);
+	cli_args_free(&a);
+	char *pargv2[] = {"logs", "7", "s", "--follow"};
+	assert_int_equal(parse(ARGC(pargv2), pargv2, &a, err, sizeof err), 0);
+	assert_true(a.is_follow);
+	cli_args_free(&a);
+
+	struct fake_agent fa;
+	fake_agent_start(&fa, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+			      "Transfer-Encoding: chunked\r\n\r\n"
+			      "7\r\nline 1\n\r\n7\r\nline 2\n\r\n0\r\n\r\n");
+	struct tmp t;
+	tmp_make(&t);
+	char *cfg = agent_config(&t, fa.port, NULL);
+	const char *argv[] = {"logs", "-c", cfg, "-f", "42", "unit", "--attempt", "3"};
+	struct capture c = run_cli(NULL, ARGC(argv), argv);
+	char *req = fake_agent_stop(&fa);
+	assert_int_equal(c.rc, 0);
+	assert_string_equal(c.out, "line 1\nline 2\n");
+	assert_true(starts_with(
+	    req, "GET /api/v1/runs/42/stages/unit/log?attempt=3&follow=1 HTTP/1.1\r\n"));
+	capture_free(&c);
+	free(req);
+
+	/* the agent goes away in the middle of the stream */
+	fake_agent_start(&fa, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+			      "Transfer-Encoding: chunked\r\n\r\n"
+			      "7\r\nline 1\n\r\n");
+	free(cfg);
+	cfg = agent_config(&t, fa.port, NULL);
+	const char *argv2[] = {"logs", "-c", cfg, "--follow", "42", "unit"};
+	c = run_cli(NULL, ARGC(argv2), argv2);
+	req = fake_agent_stop(&fa);
+	assert_int_equal(c.rc, 1);
+	assert_string_equal(c.out, "line 1\n");
+	assert_true(starts_with(c.err, "drover: the agent's answer broke off: "));
+	capture_free(&c);
+	tmp_clean(&t, agent_files, ARRAY_LEN(agent_files));
+	free(cfg);
+	free(req);
+}
+
 /* ------------------------------------------------------------ validate, plan */
 
 static const char pipeline_pr[] = "name: pr\n"
@@ -1301,6 +1353,7 @@ int main(void)
 	    cmocka_unit_test(test_runs_query_and_table),
 	    cmocka_unit_test(test_show_missing),
 	    cmocka_unit_test(test_logs_stream),
+	    cmocka_unit_test(test_logs_follow),
 	    cmocka_unit_test(test_validate),
 	    cmocka_unit_test(test_plan),
 	    cmocka_unit_test(test_plan_repo_not_configured),

@@ -82,6 +82,7 @@ static void expect_defaults(const struct config *cfg)
 	assert_null(cfg->admin.token);
 	assert_int_equal(cfg->admin.max_body_bytes, 1048576);
 	assert_int_equal(cfg->admin.max_header_bytes, 65536);
+	assert_int_equal(cfg->admin.max_log_followers, 32);
 	assert_int_equal(cfg->n_repos, 0);
 	assert_int_equal(cfg->n_secrets, 0);
 	assert_int_equal(cfg->n_alerts, 0);
@@ -276,10 +277,10 @@ static void test_unknown_keys(void **state)
 			 "unknown key 'state_directory' (allowed: state_dir, pipelines, "
 			 "plugins, max_parallel, max_queued_runs, max_event_bytes, "
 			 "max_log_bytes, stage_kill_grace, stop_grace, keep_failed_workspace, "
-			 "kafka, admin, repos, secrets, drift, hooks)");
+			 "kafka, admin, repos, secrets, drift, hooks, plugin_config)");
 	expect_one_error("admin:\n  listen: 127.0.0.1:1\n  token: abc\n", 3,
 			 "unknown key 'token' (allowed: listen, token_file, max_body_bytes, "
-			 "max_header_bytes)");
+			 "max_header_bytes, max_log_followers)");
 	expect_one_error("repos:\n  - name: a/b\n    url: /x\n    branch: main\n", 4,
 			 "unknown key 'branch' (allowed: name, url)");
 	expect_one_error("drift:\n  alerts: []\n  thresholds: {}\n", 3,
@@ -622,6 +623,44 @@ static void test_hooks(void **state)
 	free(empty);
 }
 
+/* plugin_config: each plugin's mapping as typed JSON; anything but a mapping is refused. */
+static void test_plugin_config(void **state)
+{
+	(void)state;
+	struct diags d = {0};
+	struct config *cfg = load_text("plugin_config:\n"
+				       "  status:\n"
+				       "    max_queue: 5\n"
+				       "    quoted: \"5\"\n"
+				       "    on: true\n"
+				       "    none: ~\n"
+				       "    github: { api_url: http://x, token_env: T }\n"
+				       "    list: [a, 2]\n",
+				       &d);
+	assert_non_null(cfg);
+	const json_t *st = json_object_get(cfg->plugin_config, "status");
+	assert_true(json_is_object(st));
+	assert_int_equal(json_integer_value(json_object_get(st, "max_queue")), 5);
+	assert_string_equal(json_string_value(json_object_get(st, "quoted")), "5");
+	assert_true(json_is_true(json_object_get(st, "on")));
+	assert_true(json_is_null(json_object_get(st, "none")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(st, "github"), "api_url")),
+	    "http://x");
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(st, "list"), 1)), 2);
+	config_free(cfg);
+	diags_free(&d);
+	expect_one_error("plugin_config:\n  status: [1]\n", 2,
+			 "'plugin_config.status' must be a mapping, not a list");
+	expect_one_error("plugin_config: [status]\n", 1,
+			 "'plugin_config' must be a mapping of plugin name: settings");
+	/* Absent: an empty object, so every plugin's init gets NULL. */
+	cfg = load_text("state_dir: x\n", &d);
+	assert_int_equal(json_object_size(cfg->plugin_config), 0);
+	config_free(cfg);
+	diags_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -641,6 +680,7 @@ int main(void)
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_listen_addresses),
 	    cmocka_unit_test(test_hooks),
+	    cmocka_unit_test(test_plugin_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

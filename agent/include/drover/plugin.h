@@ -70,6 +70,57 @@ struct drover_spawn {
 	void *arg;
 };
 
+/*
+ * An HTTP request (host->http_request). Every pointer is borrowed for the
+ * duration of the call only: the host copies what it keeps.
+ */
+struct drover_http_request {
+	const char *method;		/* "GET", "POST", ... */
+	const char *url;		/* http:// or https:// */
+	const char *const *headers;	/* "Name: value" lines, NULL-terminated, or NULL */
+	const char *body;		/* may be NULL */
+	size_t body_len;		/* bytes of body */
+	int64_t timeout_ms;		/* whole request; <= 0: 30 s */
+	size_t max_response_body_bytes; /* the rest is dropped (is_truncated); 0: 64 KiB */
+};
+
+/* A response header; names are lower case. */
+struct drover_http_header {
+	const char *name;
+	const char *value;
+};
+
+/*
+ * How a request ended, valid only during the completion callback. status is
+ * the HTTP status of the final response, or 0 when there was none: error
+ * then says why (connection refused, timeout, cancelled because the agent
+ * stops, ...).
+ */
+struct drover_http_response {
+	int status;
+	const char *error; /* NULL when status > 0 */
+	bool is_timeout;   /* the request hit timeout_ms */
+	bool is_cancelled; /* the agent is stopping: do not start a retry */
+	const char *body;  /* NUL-terminated, at most max_response_body_bytes */
+	size_t body_len;
+	bool is_truncated;
+	const struct drover_http_header *headers; /* of the final response */
+	size_t n_headers;
+};
+
+typedef void (*drover_http_done_fn)(void *arg, const struct drover_http_response *res);
+
+/* A plugin-level timer (host->timer_start); opaque, owned by the host. */
+struct drover_timer;
+
+/* Levels of host->plugin_log. */
+enum drover_log_level {
+	DROVER_LOG_DEBUG = 0,
+	DROVER_LOG_INFO = 1,
+	DROVER_LOG_WARN = 2,
+	DROVER_LOG_ERROR = 3,
+};
+
 struct drover_host {
 	unsigned abi;
 	size_t size; /* sizeof(struct drover_host) in the agent */
@@ -101,6 +152,40 @@ struct drover_host {
 	int (*set_output)(struct drover_stage *stage, const char *key, const char *value);
 	/* Ends the stage. Exactly once; summary may be NULL. */
 	void (*done)(struct drover_stage *stage, enum drover_result result, const char *summary);
+
+	/*
+	 * ---- Appended after the first release. A plugin must check that
+	 * host->size > offsetof(struct drover_host, <field>) before it uses any
+	 * field from here on: an older agent hands a shorter table. ----
+	 *
+	 * Services that are not bound to a stage (a notify plugin has none).
+	 * The table is per agent: ctx is that agent's context, opaque to the
+	 * plugin, and the first argument of each service below, so the agent
+	 * needs no globals and two agents in one process would not mix. A
+	 * plugin keeps the host pointer it got in init; it stays valid until
+	 * fini returns.
+	 */
+	void *ctx;
+	/*
+	 * Starts an HTTP request on the agent's event loop; never blocks and
+	 * never calls done before returning. done runs exactly once: on a
+	 * response, a transport error, a timeout, or when the agent stops
+	 * (res->is_cancelled, before the plugin's fini). 0, or -1 (logged;
+	 * done is then never called).
+	 */
+	int (*http_request)(void *ctx, const struct drover_http_request *req,
+			    drover_http_done_fn done, void *arg);
+	/* One-shot timer after delay_ms; NULL when it cannot be set. The handle
+	 * is valid until cb runs or timer_cancel; timers still pending at fini
+	 * are freed by the host without running. */
+	struct drover_timer *(*timer_start)(void *ctx, int64_t delay_ms, void (*cb)(void *arg),
+					    void *arg);
+	/* Cancels a pending timer (cb never runs); NULL is ignored. */
+	void (*timer_cancel)(void *ctx, struct drover_timer *timer);
+	/* A line into the agent's log (not a stage log), prefixed by nothing:
+	 * say which plugin speaks. Never pass a secret. */
+	void (*plugin_log)(void *ctx, enum drover_log_level level, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 };
 
 struct drover_plugin {
@@ -110,6 +195,8 @@ struct drover_plugin {
 	const char *name, *version, *description;
 	const struct drover_param *params; /* may be NULL: any `with:` is accepted */
 
+	/* config: the plugin's plugin_config entry of agent.yaml, or NULL; borrowed
+	 * (copy what is kept). host stays valid until fini returns. */
 	int (*init)(const struct drover_host *host, const json_t *config, void **state);
 	/* Begins a stage; 0, or -1 when it could not start (then done() is not called). */
 	int (*start)(void *state, struct drover_stage *stage);
