@@ -1,8 +1,11 @@
 /*
- * admin: evhttp routes. Reads the store and the metrics; writes nothing but
- * Kafka records (events) and, through the scheduler, an operator's cancel. Every route but /healthz
- * and /readyz needs the bearer token when one is configured, except the webhook receivers
- * (admin_hooks.c), which check their own secrets; bodies and headers are size-capped by evhttp.
+ * admin: the evhttp server and its route table (admin_routes: one row per
+ * path and method; other methods get 405 with Allow). Reads the store and
+ * the metrics; writes nothing but Kafka records (events), the /readyz probe
+ * row and, through the scheduler, an operator's cancel. Every route but
+ * /healthz and /readyz needs the bearer token when one is configured, except
+ * the webhook receivers (admin_hooks.c), which check their own secrets;
+ * bodies and headers are size-capped by evhttp.
  */
 #include "admin.h"
 
