@@ -414,8 +414,6 @@ static void admin_get_metrics(struct admin *ad, struct evhttp_request *req,
 	struct evbuffer *out = evbuffer_new();
 	evbuffer_add(out, text, strlen(text));
 	free(text);
-	admin_hooks_metrics(ad->hooks, out);
-	admin_logs_metrics(ad->logs, out);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, 200, NULL, out);

@@ -57,15 +57,37 @@ static const char *const reason_names[HOOK_N_REASONS] = {"missing", "malformed",
 
 struct admin_hooks {
 	struct agent *agent;
-	char *azure_expected; /* base64("username:password"), or NULL; owned */
-	uint64_t outcomes[HOOK_N_PROVIDERS][HOOK_N_OUTCOMES];
-	uint64_t unauthorized[HOOK_N_PROVIDERS][HOOK_N_REASONS];
+	char *azure_expected;		/* base64("username:password"), or NULL; owned */
+	struct metric_family *outcomes; /* drover_webhooks_total{provider,outcome} */
+	struct metric_family
+	    *unauthorized; /* drover_webhooks_unauthorized_total{provider,reason} */
 };
+
+/* Registers the receivers' counters, every series at 0 so a scrape lists them all. */
+static void hooks_register_metrics(struct admin_hooks *h, struct metrics *m)
+{
+	h->outcomes = metric_family_new(m, METRIC_COUNTER, "drover_webhooks_total",
+					"Webhook requests by provider and outcome",
+					(const char *[]){"provider", "outcome", NULL}, NULL, 0, 0);
+	h->unauthorized = metric_family_new(
+	    m, METRIC_COUNTER, "drover_webhooks_unauthorized_total",
+	    "Webhook requests refused for their signature, token or credentials, by reason",
+	    (const char *[]){"provider", "reason", NULL}, NULL, 0, 0);
+	for (int p = 0; p < HOOK_N_PROVIDERS; p++) {
+		for (int o = 0; o < HOOK_N_OUTCOMES; o++)
+			metric_add(h->outcomes,
+				   (const char *[]){provider_names[p], outcome_names[o]}, 0);
+		for (int r = 0; r < HOOK_N_REASONS; r++)
+			metric_add(h->unauthorized,
+				   (const char *[]){provider_names[p], reason_names[r]}, 0);
+	}
+}
 
 struct admin_hooks *admin_hooks_new(struct agent *a)
 {
 	struct admin_hooks *h = xcalloc(1, sizeof *h);
 	h->agent = a;
+	hooks_register_metrics(h, &a->metrics);
 	const struct hooks_config *cfg = &a->cfg->hooks;
 	if (cfg->azure_username != NULL && cfg->azure_password != NULL) {
 		/* Base64 of the same bytes is one string: compare encoded credentials. */
@@ -269,7 +291,8 @@ static enum hook_outcome hook_handle(struct admin_hooks *h, struct admin *ad, en
 	const char *why = NULL;
 	enum hook_reason reason = hook_authenticate(h, p, req, body, len, &why);
 	if (reason != HOOK_N_REASONS) {
-		h->unauthorized[p][reason]++;
+		metric_add(h->unauthorized,
+			   (const char *[]){provider_names[p], reason_names[reason]}, 1);
 		uint16_t port;
 		const char *peer = hook_peer(req, &port);
 		log_warn("admin: webhook %s from %s:%u refused (%s): %s", provider_names[p], peer,
@@ -318,32 +341,12 @@ void admin_hooks_route(struct admin_hooks *h, struct admin *ad, struct evhttp_re
 {
 	for (int p = 0; p < HOOK_N_PROVIDERS; p++) {
 		if (strcmp(provider, provider_names[p]) == 0) {
-			h->outcomes[p][hook_handle(h, ad, (enum hook_provider)p, req)]++;
+			enum hook_outcome o = hook_handle(h, ad, (enum hook_provider)p, req);
+			metric_add(h->outcomes,
+				   (const char *[]){provider_names[p], outcome_names[o]}, 1);
 			return;
 		}
 	}
 	admin_reply_error(req, 404, "no webhook receiver '%s' (github, gitlab, azure-devops)",
 			  provider);
-}
-
-void admin_hooks_metrics(const struct admin_hooks *h, struct evbuffer *out)
-{
-	evbuffer_add_printf(out, "# HELP drover_webhooks_total Webhook requests by provider and "
-				 "outcome\n# TYPE drover_webhooks_total counter\n");
-	for (int p = 0; p < HOOK_N_PROVIDERS; p++)
-		for (int o = 0; o < HOOK_N_OUTCOMES; o++)
-			evbuffer_add_printf(
-			    out,
-			    "drover_webhooks_total{provider=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
-			    provider_names[p], outcome_names[o], h->outcomes[p][o]);
-	evbuffer_add_printf(out, "# HELP drover_webhooks_unauthorized_total Webhook requests "
-				 "refused for their signature, token or credentials, by reason\n"
-				 "# TYPE drover_webhooks_unauthorized_total counter\n");
-	for (int p = 0; p < HOOK_N_PROVIDERS; p++)
-		for (int r = 0; r < HOOK_N_REASONS; r++)
-			evbuffer_add_printf(out,
-					    "drover_webhooks_unauthorized_total{provider=\"%s\","
-					    "reason=\"%s\"} %" PRIu64 "\n",
-					    provider_names[p], reason_names[r],
-					    h->unauthorized[p][r]);
 }

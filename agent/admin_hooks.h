@@ -20,7 +20,4 @@ void admin_hooks_free(struct admin_hooks *h);
 void admin_hooks_route(struct admin_hooks *h, struct admin *ad, struct evhttp_request *req,
 		       const char *provider);
 
-/* Appends the webhook counters to a Prometheus text exposition. */
-void admin_hooks_metrics(const struct admin_hooks *h, struct evbuffer *out);
-
 #endif

@@ -63,8 +63,16 @@ struct admin_logs {
 	struct agent *agent;
 	struct follower *followers; /* owned */
 	size_t n_followers;
-	uint64_t n_refused;
+	struct metric_family *followers_gauge; /* drover_log_followers */
+	struct metric_family *refused;	       /* drover_log_followers_refused_total */
 };
+
+/* Counts a follower in (+1) or out (-1), on the gauge too. */
+static void logs_count_follower(struct admin_logs *al, int delta)
+{
+	al->n_followers = (size_t)((ssize_t)al->n_followers + delta);
+	metric_set(al->followers_gauge, NULL, (double)al->n_followers);
+}
 
 static const char *logs_query(struct evkeyvalq *q, const char *name)
 {
@@ -171,7 +179,7 @@ static void follower_free(struct follower *f)
 	for (struct follower **pp = &al->followers; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == f) {
 			*pp = f->next;
-			al->n_followers--;
+			logs_count_follower(al, -1);
 			break;
 		}
 	}
@@ -298,7 +306,7 @@ static void logs_follow(struct admin_logs *al, struct evhttp_request *req, long 
 		return;
 	}
 	if (al->n_followers >= (size_t)a->cfg->admin.max_log_followers) {
-		al->n_refused++;
+		metric_add(al->refused, NULL, 1);
 		admin_reply_error(req, 503,
 				  "%zu clients follow logs already (admin.max_log_followers): try "
 				  "again later",
@@ -319,7 +327,7 @@ static void logs_follow(struct admin_logs *al, struct evhttp_request *req, long 
 	free(path);
 	f->next = al->followers;
 	al->followers = f;
-	al->n_followers++;
+	logs_count_follower(al, +1);
 
 	evhttp_connection_set_closecb(f->conn, follower_on_close, f);
 	/* The client sends nothing while it follows: no read timeout; one that
@@ -370,6 +378,14 @@ struct admin_logs *admin_logs_new(struct agent *a)
 {
 	struct admin_logs *al = xcalloc(1, sizeof *al);
 	al->agent = a;
+	al->followers_gauge =
+	    metric_family_new(&a->metrics, METRIC_GAUGE, "drover_log_followers",
+			      "Clients following a stage log now", NULL, NULL, 0, 0);
+	al->refused = metric_family_new(
+	    &a->metrics, METRIC_COUNTER, "drover_log_followers_refused_total",
+	    "Log follow requests refused at admin.max_log_followers", NULL, NULL, 0, 0);
+	metric_set(al->followers_gauge, NULL, 0);
+	metric_add(al->refused, NULL, 0);
 	return al;
 }
 
@@ -384,16 +400,4 @@ void admin_logs_free(struct admin_logs *al)
 		follower_free(al->followers);
 	}
 	free(al);
-}
-
-void admin_logs_metrics(const struct admin_logs *al, struct evbuffer *out)
-{
-	evbuffer_add_printf(out,
-			    "# HELP drover_log_followers Clients following a stage log now\n"
-			    "# TYPE drover_log_followers gauge\ndrover_log_followers %zu\n"
-			    "# HELP drover_log_followers_refused_total Log follow requests refused "
-			    "at admin.max_log_followers\n"
-			    "# TYPE drover_log_followers_refused_total counter\n"
-			    "drover_log_followers_refused_total %llu\n",
-			    al->n_followers, (unsigned long long)al->n_refused);
 }

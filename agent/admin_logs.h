@@ -23,7 +23,4 @@ void admin_logs_free(struct admin_logs *al);
 void admin_logs_get(struct admin_logs *al, struct evhttp_request *req, long long run_id,
 		    const char *stage);
 
-/* drover_log_followers and drover_log_followers_refused_total, Prometheus text. */
-void admin_logs_metrics(const struct admin_logs *al, struct evbuffer *out);
-
 #endif
