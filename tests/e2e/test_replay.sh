@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Replay of a failed run (`drover replay`, POST /api/v1/runs/{id}/replay).
-# A run of build -> qa -> deploy fails at qa until a marker file exists
-# (the "QA cluster" is down); build writes an output. Each stage appends
-# to its own counter file, so the counters say exactly which stages ran
-# and how often. Proves:
+# A run of build -> qa -> deploy fails at qa (tried twice: one retry)
+# until a marker file exists (the "QA cluster" is down); build writes an
+# output. Each stage appends to its own counter file, so the counters say
+# exactly which stages ran and how often. Proves:
 #  - after the marker exists, a replay re-runs only qa and deploy (build's
 #    counter stays 1), deploy still sees build's output from attempt 1, it
 #    checks out the run's commit although master moved on, and the run
-#    ends succeeded with 2 attempts recorded (who, why, which stages), the
-#    stage attempts numbered on (qa 1 failed, 2 succeeded) with both logs
-#    kept (`drover logs --attempt N`);
+#    ends succeeded with 2 attempts recorded (who, why, which stages), qa's
+#    attempts numbered on (1 and 2 failed in the first run attempt; in the
+#    replay 3 flakes and its retry 4 succeeds: retries count afresh) with
+#    every log kept (`drover logs --attempt N`);
 #  - --stage S re-runs exactly S, --stage S --downstream S and its
 #    dependents, --all everything (build's output is then replaced);
 #  - --latest-pipeline runs today's definition after the file changed and
@@ -53,10 +54,12 @@ EOF
 EOF
 		[ -n "$without_build" ] || echo "    needs: [build]"
 		cat <<'EOF'
+    retry: { attempts: 1, delay: 100ms }
     with:
       run: |
         echo "$DROVER_RUN_ID" >> @T@/qa.count
         [ -e @T@/qa-up ] || { echo "QA cluster is down"; exit 1; }
+        if [ -e @T@/qa-flaky ]; then rm @T@/qa-flaky; echo "QA flaked"; exit 1; fi
         echo "QA passed"
   - name: deploy
     uses: shell
@@ -150,7 +153,7 @@ j=$(run_json "$run")
 assert_eq "$(json_get stages.@build.status <<<"$j")" succeeded "build after attempt 1"
 assert_eq "$(json_get stages.@qa.status <<<"$j")" failed "qa after attempt 1"
 assert_eq "$(json_get stages.@deploy.status <<<"$j")" skipped "deploy after attempt 1"
-assert_eq "$(counts)" "1 1 0" "stage counters (build qa deploy) after attempt 1"
+assert_eq "$(counts)" "1 2 0" "stage counters (build qa deploy) after attempt 1 (qa retried once)"
 assert_eq "$(json_get attempts <<<"$j" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" \
 	1 "attempts recorded before any replay"
 
@@ -168,13 +171,13 @@ assert_eq "$code" 400 "status of a replay whose stages are not an array"
 say "master moves on; the QA cluster comes back; drover replay --reason"
 c2=$(repo_commit hello v2)
 assert_ne "$c2" "$c1" "the new head of master"
-touch "$T/qa-up"
+touch "$T/qa-up" "$T/qa-flaky"
 out=$(replay_ok --reason "QA cluster back" "$run")
 assert_eq "$out" "run $run: attempt 2 queued, re-running qa, deploy" "drover replay's line"
 wait_attempt_done "$run" 2
 
 say "only qa and deploy ran again, with build's output and the run's commit"
-assert_eq "$(counts)" "1 2 1" "stage counters (build qa deploy) after the replay"
+assert_eq "$(counts)" "1 4 1" "stage counters (build qa deploy) after the replay"
 assert_eq "$(cat "$T/deploy.saw")" built-1 "build's output as deploy saw it"
 assert_eq "$(cat "$T/deploy.sha")" "$c1" "commit deploy ran on (the run's, not master's)"
 assert_eq "$(cat "$T/deploy.version")" v1 "definition deploy ran with"
@@ -187,20 +190,23 @@ assert_contains "$(json_get attempts.1.requested_by <<<"$j")" "@" "who asked for
 assert_eq "$(json_get attempts.0.mode <<<"$j")" original "mode of attempt 1"
 assert_eq "$(json_get stages.@build.attempt <<<"$j")" 1 "build's attempt (kept)"
 assert_eq "$(json_get stages.@build.run_attempt <<<"$j")" 1 "run attempt of build's result"
-assert_eq "$(json_get stages.@qa.attempt <<<"$j")" 2 "qa's attempt"
+assert_eq "$(json_get stages.@qa.attempt <<<"$j")" 4 "qa's attempt"
 assert_eq "$(json_get stages.@qa.run_attempt <<<"$j")" 2 "run attempt of qa's result"
-assert_eq "$(json_get stages.@qa.attempts.0.status <<<"$j")" failed "qa attempt 1"
-assert_eq "$(json_get stages.@qa.attempts.1.status <<<"$j")" succeeded "qa attempt 2"
+assert_eq "$(python3 -c 'import json,sys; print(" ".join("%d:%s:r%d" % (a["attempt"], a["status"], a["run_attempt"]) for a in json.load(sys.stdin)))' \
+	<<<"$(json_get stages.@qa.attempts <<<"$j")")" \
+	"1:failed:r1 2:failed:r1 3:failed:r2 4:succeeded:r2" "qa's attempts (number:status:run attempt)"
 assert_eq "$(json_get stages.@deploy.attempt <<<"$j")" 1 "deploy's attempt (never started before)"
 text=$(dv show -c "$CFG" "$run") || fail "drover show $run failed"
 assert_contains "$text" "QA cluster back" "drover show"
-assert_contains "$text" "1:failed 2:succeeded" "drover show (qa's attempts)"
+assert_contains "$text" "1:failed 2:failed 3:failed 4:succeeded" "drover show (qa's attempts)"
 assert_contains "$text" "drover logs $run STAGE --attempt N" "drover show"
 log1=$(dv logs -c "$CFG" --attempt 1 "$run" qa) || fail "drover logs --attempt 1 failed"
-log2=$(dv logs -c "$CFG" --attempt 2 "$run" qa) || fail "drover logs --attempt 2 failed"
+log3=$(dv logs -c "$CFG" --attempt 3 "$run" qa) || fail "drover logs --attempt 3 failed"
+log4=$(dv logs -c "$CFG" --attempt 4 "$run" qa) || fail "drover logs --attempt 4 failed"
 assert_contains "$log1" "QA cluster is down" "log of qa attempt 1"
-assert_contains "$log2" "QA passed" "log of qa attempt 2"
-assert_not_contains "$log2" "QA cluster is down" "log of qa attempt 2"
+assert_contains "$log3" "QA flaked" "log of qa attempt 3"
+assert_contains "$log4" "QA passed" "log of qa attempt 4"
+assert_not_contains "$log4" "QA cluster is down" "log of qa attempt 4"
 
 say "nothing failed any more: a plain replay is refused"
 replay_refused "nothing to re-run" "$run" >/dev/null
@@ -209,17 +215,17 @@ say "--stage deploy re-runs exactly deploy"
 out=$(replay_ok --stage deploy "$run")
 assert_eq "$out" "run $run: attempt 3 queued, re-running deploy" "drover replay --stage deploy"
 wait_attempt_done "$run" 3
-assert_eq "$(counts)" "1 2 2" "stage counters after --stage deploy"
+assert_eq "$(counts)" "1 4 2" "stage counters after --stage deploy"
 
 say "--stage qa --downstream re-runs qa and deploy"
 replay_ok --stage qa --downstream "$run" >/dev/null
 wait_attempt_done "$run" 4
-assert_eq "$(counts)" "1 3 3" "stage counters after --stage qa --downstream"
+assert_eq "$(counts)" "1 5 3" "stage counters after --stage qa --downstream"
 
 say "--all re-runs everything; build's output is replaced"
 replay_ok --all "$run" >/dev/null
 wait_attempt_done "$run" 5
-assert_eq "$(counts)" "2 4 4" "stage counters after --all"
+assert_eq "$(counts)" "2 6 4" "stage counters after --all"
 assert_eq "$(cat "$T/deploy.saw")" built-2 "build's output after build ran again"
 
 say "a run in progress is refused"
@@ -256,7 +262,7 @@ assert_eq "$out" "run $run: attempt 7 queued, re-running deploy, notify" "drover
 wait_attempt_done "$run" 7
 assert_eq "$(cat "$T/deploy.version")" v2 "definition of a --latest-pipeline replay"
 assert_eq "$(count notify)" 1 "runs of the new stage"
-assert_eq "$(counts)" "2 4 6" "stage counters after --latest-pipeline"
+assert_eq "$(counts)" "2 6 6" "stage counters after --latest-pipeline"
 j=$(run_json "$run")
 assert_eq "$(json_get attempts.6.latest_pipeline <<<"$j")" true "attempt 7 used the latest pipeline"
 assert_eq "$(json_get stages.@notify.status <<<"$j")" succeeded "the new stage"
@@ -288,7 +294,7 @@ assert_contains "$out" "409" "the refusal's status"
 j=$(run_json "$run")
 assert_eq "$(json_get attempt <<<"$j")" 7 "run attempt after the refusals"
 assert_eq "$(json_get status <<<"$j")" succeeded "run status after the refusals"
-assert_eq "$(counts)" "2 4 6" "stage counters after the refusals"
+assert_eq "$(counts)" "2 6 6" "stage counters after the refusals"
 
 stop_agent
 say "ok"
