@@ -16,6 +16,7 @@
 #  - --latest-pipeline runs today's definition after the file changed and
 #    SIGHUP (a plain replay keeps the stored one), refused when a kept stage
 #    is gone from it or the pipeline is gone;
+#  - a run of a pipeline without checkout replays too (nothing to check);
 #  - refusals: unknown run (404), unknown stage (400), nothing to re-run,
 #    a run in progress, and a run whose commit no longer exists in the
 #    repository after a force-push and `git gc --prune=now` (409), the
@@ -236,6 +237,10 @@ wait_stage_status "$slow" wait running 20
 replay_refused "still running" --all "$slow" >/dev/null
 touch "$T/release"
 wait_run_status "$slow" succeeded 30
+say "a pipeline without checkout replays without a commit check"
+out=$(replay_ok --all --reason "again" "$slow")
+assert_eq "$out" "run $slow: attempt 2 queued, re-running wait" "drover replay of the run without checkout"
+wait_attempt_done "$slow" 2
 
 say "the pipeline file changes; SIGHUP; a plain replay keeps the stored definition"
 # hup: SIGHUP and wait until the agent reloaded (it logs every pipeline it loaded).
