@@ -17,6 +17,8 @@
 #    SIGHUP (a plain replay keeps the stored one), refused when a kept stage
 #    is gone from it or the pipeline is gone;
 #  - a run of a pipeline without checkout replays too (nothing to check);
+#  - (real broker) the CDEvents of run attempt 2 are published, their ids
+#    carrying the run and stage attempts, and none for build;
 #  - refusals: unknown run (404), unknown stage (400), nothing to re-run,
 #    a run in progress, and a run whose commit no longer exists in the
 #    repository after a force-push and `git gc --prune=now` (409), the
@@ -208,6 +210,39 @@ assert_contains "$log1" "QA cluster is down" "log of qa attempt 1"
 assert_contains "$log3" "QA flaked" "log of qa attempt 3"
 assert_contains "$log4" "QA passed" "log of qa attempt 4"
 assert_not_contains "$log4" "QA cluster is down" "log of qa attempt 4"
+
+if is_real_kafka; then
+	say "the CDEvents of run attempt 2 are on the results topic (ids carry the attempt)"
+	want="drover-run-$run-a2-queued drover-run-$run-a2-started drover-run-$run-a2-finished:success"
+	want="$want drover-run-$run-qa-a3-finished:failure drover-run-$run-qa-a4-finished:success"
+	want="$want drover-run-$run-deploy-a1-finished:success"
+	end=$((SECONDS + 30))
+	while :; do
+		got=$(timeout 20 kcat -b "$KAFKA_BROKERS" -C -t "$RESULTS_TOPIC" -o beginning -e -q \
+			-f '%s\n' 2>/dev/null | python3 -c '
+import json, sys
+seen = set()
+for line in sys.stdin:
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    c = d.get("data", d)
+    i = c.get("context", {}).get("id", "")
+    o = c.get("subject", {}).get("content", {}).get("outcome")
+    seen.add(i)
+    if o:
+        seen.add("%s:%s" % (i, o))
+want = sys.argv[1].split()
+missing = [w for w in want if w not in seen]
+again = [i for i in seen if i.startswith("drover-run-%s-build-a2" % sys.argv[2])]
+print("missing=%s again=%s" % (",".join(missing), ",".join(again)))
+' "$want" "$run" || true)
+		[ "$got" = "missing= again=" ] && break
+		[ "$SECONDS" -lt "$end" ] || fail "CDEvents of run $run attempt 2 on $RESULTS_TOPIC: $got"
+		sleep 0.5
+	done
+fi
 
 say "nothing failed any more: a plain replay is refused"
 replay_refused "nothing to re-run" "$run" >/dev/null
