@@ -48,10 +48,10 @@ struct pending_replay {
 
 struct admin {
 	struct agent *agent;
-	struct evhttp *http;
-	struct pending_event *pending;
 	struct replayer *replayer;
 	struct pending_replay *replays;
+	struct evhttp *http;
+	struct pending_event *pending;
 };
 
 static void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
