@@ -285,9 +285,11 @@ static void admin_replay_done(void *arg, int code, json_t *reply)
 
 /*
  * Body {"stages":[..],"downstream":bool,"all":bool,"latest_pipeline":bool,
- * "reason":"..","requested_by":".."} (every field optional). The answer
- * waits for the check that the run's commit still exists: 202
- * {"id","attempt","stages"}, or 400, 404, 409, 503 with {"error"}.
+ * "via_kafka":bool,"reason":"..","requested_by":".."} (every field
+ * optional). The answer waits for the check that the run's commit still
+ * exists (and, via Kafka, for Kafka's acknowledgement of the command): 202
+ * {"id","attempt","stages"[,"command","topic","partition","offset"]}, or
+ * 400, 404, 409, 503 with {"error"}.
  */
 static void admin_post_replay(struct admin *ad, struct evhttp_request *req, long long run_id)
 {
@@ -297,7 +299,7 @@ static void admin_post_replay(struct admin *ad, struct evhttp_request *req, long
 			      : json_object();
 	json_t *stages = json_object_get(doc, "stages");
 	json_t *reason = json_object_get(doc, "reason"), *by = json_object_get(doc, "requested_by");
-	static const char *const flags[] = {"downstream", "all", "latest_pipeline"};
+	static const char *const flags[] = {"downstream", "all", "latest_pipeline", "via_kafka"};
 	bool is_ok = json_is_object(doc) && (stages == NULL || json_is_array(stages)) &&
 		     (reason == NULL || json_is_string(reason)) &&
 		     (by == NULL || json_is_string(by));
@@ -314,8 +316,8 @@ static void admin_post_replay(struct admin *ad, struct evhttp_request *req, long
 	if (!is_ok) {
 		admin_reply_error(req, 400,
 				  "the body must be {\"stages\": [names], \"downstream\": bool, "
-				  "\"all\": bool, \"latest_pipeline\": bool, \"reason\": "
-				  "\"...\", \"requested_by\": \"...\"}");
+				  "\"all\": bool, \"latest_pipeline\": bool, \"via_kafka\": bool, "
+				  "\"reason\": \"...\", \"requested_by\": \"...\"}");
 		goto out;
 	}
 	struct replay_request r = {
@@ -324,6 +326,7 @@ static void admin_post_replay(struct admin *ad, struct evhttp_request *req, long
 	    .is_downstream = json_is_true(json_object_get(doc, "downstream")),
 	    .is_all = json_is_true(json_object_get(doc, "all")),
 	    .is_latest_pipeline = json_is_true(json_object_get(doc, "latest_pipeline")),
+	    .is_via_kafka = json_is_true(json_object_get(doc, "via_kafka")),
 	    .reason = json_string_value(reason),
 	    .requested_by = by != NULL ? json_string_value(by) : "admin API",
 	};

@@ -73,7 +73,7 @@ static const struct cli_command_info cli_commands[] = {
     [CMD_CANCEL] = {"cancel", "drover cancel [-c FILE] [--reason TEXT] RUN", 1, 1, "one run id"},
     [CMD_REPLAY] = {"replay",
 		    "drover replay [-c FILE] [--stage S]... [--downstream] [--all] "
-		    "[--latest-pipeline] [--reason TEXT] RUN",
+		    "[--latest-pipeline] [--via-kafka] [--reason TEXT] RUN",
 		    1, 1, "one run id"},
     [CMD_VALIDATE] = {"validate", "drover validate [-c FILE] FILE|DIR...", 1, SIZE_MAX,
 		      "at least one pipeline file or directory"},
@@ -103,6 +103,7 @@ enum cli_flag {
 	FLAG_DOWNSTREAM,
 	FLAG_ALL,
 	FLAG_LATEST_PIPELINE,
+	FLAG_VIA_KAFKA,
 };
 
 #define ON(c) (1u << (c))
@@ -137,6 +138,7 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_DOWNSTREAM, "downstream", 0, false, ON(CMD_REPLAY)},
     {FLAG_ALL, "all", 0, false, ON(CMD_REPLAY)},
     {FLAG_LATEST_PIPELINE, "latest-pipeline", 0, false, ON(CMD_REPLAY)},
+    {FLAG_VIA_KAFKA, "via-kafka", 0, false, ON(CMD_REPLAY)},
 };
 
 static int cli_command_find(const char *name)
@@ -269,6 +271,9 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_LATEST_PIPELINE:
 		args->is_latest_pipeline = true;
+		return 0;
+	case FLAG_VIA_KAFKA:
+		args->is_via_kafka = true;
 		return 0;
 	case FLAG_LIMIT:
 	case FLAG_ATTEMPT:
@@ -819,9 +824,17 @@ static void cli_format_attempts(const json_t *attempts, struct strbuf *out)
 		cli_table_add(&t, cli_json_cell(json_object_get(a, "requested_by"), 40));
 		const char *mode = json_string_value(json_object_get(a, "mode"));
 		bool is_latest = json_is_true(json_object_get(a, "latest_pipeline"));
-		char *m = xasprintf("%s%s", mode != NULL ? mode : "-",
-				    is_latest ? " (latest pipeline)" : "");
-		cli_table_add(&t, cli_cell(m, 40));
+		const json_t *origin = json_object_get(a, "origin");
+		char *from =
+		    json_is_object(origin)
+			? xasprintf(" (from run %lld of agent %s)",
+				    (long long)json_integer_value(json_object_get(origin, "run")),
+				    json_string_value(json_object_get(origin, "agent")) ?: "?")
+			: xstrdup("");
+		char *m = xasprintf("%s%s%s", mode != NULL ? mode : "-",
+				    is_latest ? " (latest pipeline)" : "", from);
+		free(from);
+		cli_table_add(&t, cli_cell(m, 100));
 		free(m);
 		const json_t *names = json_object_get(a, "stages");
 		if (!json_is_array(names)) {
@@ -1392,6 +1405,8 @@ static int cmd_replay(const struct cli_args *args, const struct config *cfg)
 	json_t *req = json_pack("{s:o,s:b,s:b,s:b,s:s}", "stages", stages, "downstream",
 				args->is_downstream, "all", args->is_all, "latest_pipeline",
 				args->is_latest_pipeline, "requested_by", by);
+	if (req != NULL && args->is_via_kafka)
+		json_object_set_new(req, "via_kafka", json_true());
 	if (req != NULL && args->reason != NULL)
 		is_text =
 		    json_object_set_new(req, "reason", json_string(args->reason)) == 0 && is_text;
@@ -1427,9 +1442,19 @@ static int cmd_replay(const struct cli_args *args, const struct config *cfg)
 		free(cell);
 	}
 	char *shown = cli_cell(id, 80);
-	printf("run %s: attempt %lld queued, re-running %s\n", shown,
-	       (long long)json_integer_value(json_object_get(reply, "attempt")),
-	       names.data != NULL ? names.data : "");
+	const char *command = json_string_value(json_object_get(reply, "command"));
+	if (command != NULL) {
+		char *shown_command = cli_cell(command, 120);
+		printf("run %s: attempt %lld requested through Kafka (command %s), re-running "
+		       "%s\n",
+		       shown, (long long)json_integer_value(json_object_get(reply, "attempt")),
+		       shown_command, names.data != NULL ? names.data : "");
+		free(shown_command);
+	} else {
+		printf("run %s: attempt %lld queued, re-running %s\n", shown,
+		       (long long)json_integer_value(json_object_get(reply, "attempt")),
+		       names.data != NULL ? names.data : "");
+	}
 	free(shown);
 	strbuf_free(&names);
 	rc = 0;

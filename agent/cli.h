@@ -46,10 +46,10 @@ struct cli_args {
 	const char **positionals;
 	size_t n_positionals;
 	/* replay: --stage names in order (owned array), --downstream, --all,
-	 * --latest-pipeline; --reason is reason above */
+	 * --latest-pipeline, --via-kafka; --reason is reason above */
 	const char **stages;
 	size_t n_stages;
-	bool is_downstream, is_all, is_latest_pipeline;
+	bool is_downstream, is_all, is_latest_pipeline, is_via_kafka;
 };
 
 /*

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "kafka.h"
 #include "log.h"
 #include "pipeline.h"
 #include "proc.h"
@@ -56,8 +57,9 @@ struct replay_check {
 	struct proc *proc;
 	struct event *ev; /* without a check: applies the plan on the next turn */
 	struct strbuf out;
-	replay_done_cb cb;
+	replay_done_cb cb; /* NULL once its owner went away (a produce still pending) */
 	void *arg;
+	char *command_id; /* via Kafka: the command event's id, once produced */
 	struct replay_check *next;
 };
 
@@ -266,6 +268,8 @@ static int replay_plan_make(struct agent *a, int64_t run_id, const struct replay
 			json_array_append_new(plan->stages, json_string(p->stages[i].name));
 	plan->mode = req->is_all ? "all" : req->n_stages > 0 ? "stages" : "failed";
 	plan->is_latest_pipeline = req->is_latest_pipeline;
+	plan->is_via_kafka = req->is_via_kafka;
+	plan->expected_attempt = run.attempt + 1;
 	plan->reason = req->reason != NULL ? xstrdup(req->reason) : NULL;
 	plan->requested_by = req->requested_by != NULL ? xstrdup(req->requested_by) : NULL;
 	if (p->checkout) {
@@ -309,6 +313,7 @@ static void check_free(struct replay_check *c)
 	strbuf_free(&c->out);
 	free(c->repo);
 	free(c->sha);
+	free(c->command_id);
 	free(c);
 }
 
@@ -322,12 +327,18 @@ static void check_unlink(struct replay_check *c)
 	}
 }
 
+static void check_produce(struct replay_check *c);
+
 /* Hands the plan to the scheduler and tells the caller; frees the check. */
 static void check_apply(struct replay_check *c)
 {
 	struct agent *a = c->r->agent;
 	char err[512];
 	int attempt = 0;
+	if (c->plan.is_via_kafka) {
+		check_produce(c);
+		return;
+	}
 	check_unlink(c);
 	int rc = scheduler_run_replay(a->sched, &c->plan, &attempt, err, sizeof err);
 	if (rc == 0) {
@@ -447,6 +458,13 @@ void replayer_free(struct replayer *r)
 	while (r->checks != NULL) {
 		struct replay_check *c = r->checks;
 		r->checks = c->next;
+		if (c->command_id != NULL) {
+			/* Kafka's delivery report still comes (kafka is freed later): it frees c.
+			 */
+			c->r = NULL;
+			c->cb = NULL;
+			continue;
+		}
 		if (c->proc != NULL) {
 			proc_kill(c->proc, 0);
 			proc_detach(c->proc);
@@ -494,4 +512,391 @@ int replayer_start(struct replayer *r, int64_t run_id, const struct replay_reque
 	c->next = r->checks;
 	r->checks = c;
 	return REPLAY_ACCEPTED;
+}
+
+/* ---- replay as a command event on the events topic ---- */
+
+/* This agent's id (state_dir/agent-id, made by intake), or NULL. Caller frees. */
+static char *replay_agent_id(const struct agent *a)
+{
+	char *path = xasprintf("%s/agent-id", a->cfg->state_dir);
+	char *text = file_read_all(path, 4096, NULL);
+	free(path);
+	if (text != NULL)
+		text[strcspn(text, " \r\n")] = '\0';
+	if (text != NULL && text[0] == '\0') {
+		free(text);
+		text = NULL;
+	}
+	return text;
+}
+
+/*
+ * The command (a CloudEvent, structured) for plan: what to re-run and a
+ * snapshot of the run (its stored event, sha, definition, the stages'
+ * results and the outputs) from which an agent that does not hold the run
+ * can make it. Its id names the origin agent, the run and the attempt, so
+ * a redelivery is a duplicate. NULL with err.
+ */
+static json_t *command_build(struct agent *a, const struct replay_plan *plan, const char *agent,
+			     char **id, char *err, size_t err_len)
+{
+	struct store_run run;
+	struct store_stage *stages = NULL;
+	size_t n = 0;
+	if (store_run_load(a->store, plan->run_id, &run, &stages, &n) != 0) {
+		snprintf(err, err_len, "run %lld cannot be read from the store",
+			 (long long)plan->run_id);
+		return NULL;
+	}
+	json_t *event = store_event_get(a->store, run.event_id);
+	json_t *definition = json_loads(plan->definition, 0, NULL);
+	json_t *outputs = store_outputs_get(a->store, plan->run_id);
+	json_t *ce = NULL;
+	if (event == NULL || definition == NULL || outputs == NULL) {
+		snprintf(err, err_len, "run %lld: its event, definition or outputs are unreadable",
+			 (long long)plan->run_id);
+		goto out;
+	}
+	json_t *snap_stages = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(
+		    snap_stages,
+		    json_pack(
+			"{s:s,s:s,s:i,s:o,s:o}", "name", stages[i].name, "status",
+			status_name(stages[i].status), "attempt", stages[i].attempt, "exit_code",
+			stages[i].exit_code < 0 ? json_null() : json_integer(stages[i].exit_code),
+			"summary",
+			stages[i].summary != NULL ? json_string(stages[i].summary) : json_null()));
+	json_t *data = json_pack(
+	    "{s:s,s:I,s:i,s:O,s:s,s:b,s:o,s:o,s:{s:s,s:o,s:O,s:O,s:o,s:O}}", "origin_agent", agent,
+	    "run_id", (json_int_t)plan->run_id, "attempt", plan->expected_attempt, "stages",
+	    plan->stages, "mode", plan->mode, "latest_pipeline", plan->is_latest_pipeline, "reason",
+	    plan->reason != NULL ? json_string(plan->reason) : json_null(), "requested_by",
+	    plan->requested_by != NULL ? json_string(plan->requested_by) : json_null(), "snapshot",
+	    "pipeline", run.pipeline, "sha", run.sha != NULL ? json_string(run.sha) : json_null(),
+	    "event", event, "definition", definition, "stages", snap_stages, "outputs", outputs);
+	*id = xasprintf("drover-replay-%s-%lld-a%d", agent, (long long)plan->run_id,
+			plan->expected_attempt);
+	char *source = xasprintf("/drover/%s", agent);
+	ce = data == NULL ? NULL
+			  : json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "specversion", "1.0", "type",
+				      REPLAY_COMMAND_TYPE, "source", source, "id", *id,
+				      "datacontenttype", "application/json", "data", data);
+	free(source);
+	if (ce == NULL)
+		snprintf(err, err_len, "run %lld: the command cannot be encoded",
+			 (long long)plan->run_id);
+out:
+	json_decref(event);
+	json_decref(definition);
+	json_decref(outputs);
+	store_run_clear(&run);
+	store_stages_free(stages, n);
+	return ce;
+}
+
+static void check_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	struct replay_check *c = arg;
+	if (c->r != NULL)
+		check_unlink(c);
+	if (c->cb != NULL) {
+		struct agent *a = c->r->agent;
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			log_info("replay: run %lld: command %s on %s[%d]@%lld",
+				 (long long)c->plan.run_id, c->command_id,
+				 a->cfg->kafka.events_topic, (int)partition, (long long)offset);
+			c->cb(c->arg, REPLAY_ACCEPTED,
+			      json_pack(
+				  "{s:I,s:i,s:O,s:s,s:s,s:i,s:I}", "id", (json_int_t)c->plan.run_id,
+				  "attempt", c->plan.expected_attempt, "stages", c->plan.stages,
+				  "command", c->command_id, "topic", a->cfg->kafka.events_topic,
+				  "partition", (int)partition, "offset", (json_int_t)offset));
+		} else {
+			c->cb(c->arg, REPLAY_UNAVAILABLE,
+			      json_pack("{s:s}", "error", rd_kafka_err2str(err)));
+		}
+	}
+	check_free(c);
+}
+
+/* Produces the command of c to the events topic keyed by the run's repository. */
+static void check_produce(struct replay_check *c)
+{
+	struct agent *a = c->r->agent;
+	char err[512];
+	char *agent = replay_agent_id(a);
+	char *id = NULL;
+	json_t *ce = agent != NULL ? command_build(a, &c->plan, agent, &id, err, sizeof err) : NULL;
+	if (agent == NULL)
+		snprintf(err, sizeof err, "this agent has no id yet (state_dir/agent-id)");
+	char *text = ce != NULL ? json_dumps(ce, JSON_COMPACT) : NULL;
+	const char *repo = json_string_value(json_object_get(
+	    json_object_get(json_object_get(json_object_get(ce, "data"), "snapshot"), "event"),
+	    "repo"));
+	c->command_id = id;
+	if (text != NULL && kafka_produce(a->kafka, a->cfg->kafka.events_topic, repo, text,
+					  strlen(text), NULL, check_delivered, c) == 0) {
+		json_decref(ce);
+		free(text);
+		free(agent);
+		return; /* check_delivered answers and frees c */
+	}
+	if (text != NULL)
+		snprintf(err, sizeof err, "Kafka refused the command (queue full or broker down)");
+	c->command_id = NULL;
+	free(id);
+	json_decref(ce);
+	free(text);
+	free(agent);
+	check_unlink(c);
+	log_warn("replay: run %lld via Kafka refused: %s", (long long)c->plan.run_id, err);
+	c->cb(c->arg, text != NULL ? REPLAY_UNAVAILABLE : REPLAY_FAILED,
+	      json_pack("{s:s}", "error", err));
+	check_free(c);
+}
+
+/* ---- executing a command (intake, offsets) ---- */
+
+static bool name_in(const json_t *names, const char *name)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(names, i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A local run from another agent's snapshot (inside the caller's
+ * transaction): the snapshot's stages not re-run keep their result and
+ * outputs, the others are queued as their next attempt, stages the
+ * definition has and the snapshot not are queued; the run's first attempt
+ * says where it came from. Its event is the command, so it is held like
+ * any run, of the snapshot's pipeline p. The run id, or -1 (the store failed).
+ */
+static int64_t command_make_run(struct agent *a, const char *id, const json_t *ev, const json_t *r,
+				const struct pipeline *p)
+{
+	const json_t *snap = json_object_get(r, "snapshot");
+	const json_t *names = json_object_get(r, "stages");
+	char *definition = json_dumps(p->definition, JSON_COMPACT);
+	struct store_run run = {
+	    .pipeline = p->name,
+	    .status = STATUS_QUEUED,
+	    .repo = (char *)json_string_value(json_object_get(ev, "repo")),
+	    .sha = (char *)json_string_value(json_object_get(snap, "sha")),
+	    .branch = (char *)json_string_value(json_object_get(ev, "branch")),
+	    .event_id = (char *)id,
+	    .event_kind = (char *)json_string_value(json_object_get(ev, "kind")),
+	    .concurrency_group = pipeline_expand(p->concurrency_group, ev),
+	    .lock_name = pipeline_expand(p->lock, ev),
+	    .definition = definition,
+	    .attempt = 1,
+	};
+	int64_t run_id = -1;
+	json_t *o = json_pack("{s:O,s:O}", "agent", json_object_get(r, "origin_agent"), "run",
+			      json_object_get(r, "run_id"));
+	char *origin = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (store_run_insert(a->store, &run) != 0)
+		goto out;
+	struct store_run_attempt first = {
+	    .run_id = run.id,
+	    .attempt = 1,
+	    .requested_by = json_string_value(json_object_get(r, "requested_by")),
+	    .reason = json_string_value(json_object_get(r, "reason")),
+	    .requested_at = run.created_at,
+	    .mode = json_string_value(json_object_get(r, "mode")),
+	    .stages = names,
+	    .is_latest_pipeline = json_is_true(json_object_get(r, "latest_pipeline")),
+	    .origin = origin,
+	};
+	if (first.mode == NULL)
+		first.mode = "stages";
+	if (store_run_attempt_describe(a->store, &first) != 0)
+		goto out;
+	const json_t *outputs = json_object_get(snap, "outputs");
+	for (size_t i = 0; i < p->n_stages; i++) {
+		const char *name = p->stages[i].name;
+		const json_t *old = NULL;
+		size_t k;
+		json_t *v;
+		json_array_foreach(json_object_get(snap, "stages"), k, v)
+		{
+			if (json_is_string(json_object_get(v, "name")) &&
+			    strcmp(json_string_value(json_object_get(v, "name")), name) == 0)
+				old = v;
+		}
+		int old_attempt = (int)json_integer_value(json_object_get(old, "attempt"));
+		int status = old != NULL
+				 ? status_parse(json_string_value(json_object_get(old, "status")))
+				 : -1;
+		bool is_rerun = old == NULL || status < 0 || name_in(names, name);
+		struct store_stage st = {.run_id = run.id, .name = (char *)name, .idx = (int)i};
+		if (is_rerun) {
+			st.status = STATUS_QUEUED;
+			st.exit_code = -1;
+			st.attempt = old != NULL && old_attempt > 0 ? old_attempt + 1 : 0;
+			st.first_attempt = st.attempt > 0 ? st.attempt : 1;
+		} else {
+			const json_t *code = json_object_get(old, "exit_code");
+			st.status = (enum status)status;
+			st.attempt = old_attempt;
+			st.exit_code = json_is_integer(code) ? (int)json_integer_value(code) : -1;
+			st.summary = (char *)json_string_value(json_object_get(old, "summary"));
+		}
+		if (store_stage_insert(a->store, &st) != 0)
+			goto out;
+		const char *key;
+		json_t *value;
+		json_object_foreach((json_t *)json_object_get(outputs, name), key, value)
+		{
+			if (!is_rerun && json_is_string(value) &&
+			    store_output_set(a->store, run.id, name, key,
+					     json_string_value(value)) != 0)
+				goto out;
+		}
+	}
+	run_id = run.id;
+	a->metrics.runs_created++;
+out:
+	free(origin);
+	free(run.concurrency_group);
+	free(run.lock_name);
+	free(definition);
+	return run_id;
+}
+
+int replay_admit(struct agent *a, const char *id, const json_t *ev, const char *topic,
+		 int32_t partition, int64_t offset, int64_t *run_id, bool *is_refused)
+{
+	const json_t *r = json_object_get(ev, "replay");
+	const char *origin = json_string_value(json_object_get(r, "origin_agent"));
+	char *agent_id = replay_agent_id(a);
+	bool is_mine = agent_id != NULL && origin != NULL && strcmp(origin, agent_id) == 0;
+	free(agent_id);
+	*run_id = 0;
+	*is_refused = false;
+	if (store_event_exists(a->store, id))
+		return -2;
+	if (is_mine) {
+		/* The run is this agent's: a new attempt of it once the event is released. */
+		int rc = store_event_insert_held(a->store, id, ev, "accepted", NULL, topic,
+						 partition, offset, true);
+		*run_id = (int64_t)json_integer_value(json_object_get(r, "run_id"));
+		return rc < 0 ? -1 : rc == 1 ? -2 : 1;
+	}
+	/*
+	 * Decided before anything is written: a rollback here would doom the
+	 * whole batch. Whoever can produce to the events topic could send a
+	 * command, so its definition runs only when it is this agent's own
+	 * pipeline of that name, exactly: a command never brings code.
+	 */
+	const json_t *snap = json_object_get(r, "snapshot");
+	const char *name = json_string_value(json_object_get(snap, "pipeline"));
+	const struct pipeline *mine = name != NULL ? pipeline_set_find(&a->pipelines, name) : NULL;
+	struct pipeline *p = NULL;
+	char why[256] = "";
+	if (mine == NULL) {
+		snprintf(why, sizeof why, "pipeline %s is not loaded on this agent",
+			 name != NULL ? name : "(none)");
+	} else if (!json_equal(mine->definition, json_object_get(snap, "definition"))) {
+		snprintf(why, sizeof why,
+			 "the snapshot's pipeline definition differs from this agent's pipeline %s "
+			 "(only a definition this agent runs anyway is accepted)",
+			 name);
+	} else {
+		struct diags diags = {0};
+		p = pipeline_from_json(mine->definition, "(replay command)", NULL, &diags);
+		diags_free(&diags);
+		if (p == NULL)
+			snprintf(why, sizeof why, "the pipeline definition is not valid");
+	}
+	if (p == NULL) {
+		log_warn("replay: command %s (run %lld of agent %s) refused: %s", id,
+			 (long long)json_integer_value(json_object_get(r, "run_id")),
+			 origin != NULL ? origin : "?", why);
+		*is_refused = true;
+		int rc =
+		    store_event_insert(a->store, id, ev, "refused", why, topic, partition, offset);
+		return rc < 0 ? -1 : rc == 1 ? -2 : 0;
+	}
+	int rc = store_event_insert_held(a->store, id, ev, "accepted", NULL, topic, partition,
+					 offset, true);
+	if (rc == 0)
+		*run_id = command_make_run(a, id, ev, r, p);
+	pipeline_free(p);
+	if (rc != 0)
+		return rc < 0 ? -1 : -2;
+	return *run_id > 0 ? 1 : -1;
+}
+
+int replay_release(struct agent *a, const char *id, int64_t *run_id)
+{
+	*run_id = 0;
+	json_t *ev = store_event_get(a->store, id);
+	const json_t *r = json_object_get(ev, "replay");
+	const char *origin = json_string_value(json_object_get(r, "origin_agent"));
+	char *agent_id = r != NULL ? replay_agent_id(a) : NULL;
+	bool is_mine = agent_id != NULL && origin != NULL && strcmp(origin, agent_id) == 0;
+	free(agent_id);
+	if (!is_mine) {
+		json_decref(ev);
+		return 0;
+	}
+	/* The definition is the run's own, or this agent's loaded pipeline with
+	 * latest_pipeline: never the command's (it could be forged). */
+	int64_t target = (int64_t)json_integer_value(json_object_get(r, "run_id"));
+	struct store_run run = {0};
+	char *definition = NULL;
+	if (store_run_load(a->store, target, &run, NULL, NULL) == 0) {
+		const struct pipeline *mine = pipeline_set_find(&a->pipelines, run.pipeline);
+		if (!json_is_true(json_object_get(r, "latest_pipeline")))
+			definition = xstrdup(run.definition);
+		else if (mine != NULL)
+			definition = json_dumps(mine->definition, JSON_COMPACT);
+	}
+	store_run_clear(&run);
+	struct replay_plan plan = {
+	    .run_id = target,
+	    .definition = definition,
+	    .stages = json_incref(json_object_get(r, "stages")),
+	    .mode = "stages",
+	    .is_latest_pipeline = json_is_true(json_object_get(r, "latest_pipeline")),
+	    .expected_attempt = (int)json_integer_value(json_object_get(r, "attempt")),
+	};
+	const char *mode = json_string_value(json_object_get(r, "mode"));
+	if (mode != NULL && (strcmp(mode, "failed") == 0 || strcmp(mode, "all") == 0))
+		plan.mode = strcmp(mode, "all") == 0 ? "all" : "failed";
+	const char *s;
+	if ((s = json_string_value(json_object_get(r, "reason"))) != NULL)
+		plan.reason = xstrdup(s);
+	if ((s = json_string_value(json_object_get(r, "requested_by"))) != NULL)
+		plan.requested_by = xstrdup(s);
+	char err[512] = "";
+	int attempt = 0;
+	int rc = plan.definition != NULL
+		     ? scheduler_run_replay_record(a->sched, &plan, &attempt, err, sizeof err)
+		     : REPLAY_FAILED;
+	if (rc == 0) {
+		*run_id = plan.run_id;
+		log_info("replay: command %s: run %lld attempt %d queued", id,
+			 (long long)plan.run_id, attempt);
+	} else {
+		if (err[0] == '\0')
+			snprintf(err, sizeof err,
+				 "run %lld or (latest pipeline) its pipeline is not here any more",
+				 (long long)target);
+		log_warn("replay: command %s refused: %s", id, err);
+		a->metrics.events_refused++;
+		rc = store_event_set_outcome(a->store, id, "refused", err);
+	}
+	replay_plan_clear(&plan);
+	json_decref(ev);
+	return rc == 0 && *run_id > 0 ? 1 : rc == 0 ? 0 : -1;
 }

@@ -25,6 +25,7 @@ struct replay_request {
 	bool is_downstream; /* with stages: their dependents too */
 	bool is_all;	    /* every stage */
 	bool is_latest_pipeline;
+	bool is_via_kafka;	  /* as a command event on the events topic (see below) */
 	const char *reason;	  /* may be NULL */
 	const char *requested_by; /* may be NULL */
 };
@@ -64,6 +65,8 @@ struct replay_plan {
 	const char *mode; /* "failed", "stages", "all" (static) */
 	bool is_latest_pipeline;
 	char *reason, *requested_by; /* may be NULL */
+	int expected_attempt;	     /* > 0: refused unless the run's next attempt is this */
+	bool is_via_kafka;	     /* produce a command event instead of replaying here */
 };
 void replay_plan_clear(struct replay_plan *plan);
 
@@ -84,5 +87,35 @@ void replayer_free(struct replayer *r);
  */
 int replayer_start(struct replayer *r, int64_t run_id, const struct replay_request *req,
 		   replay_done_cb cb, void *arg, char *err, size_t err_len);
+
+/*
+ * Replay via Kafka. A request with is_via_kafka is checked as above, then
+ * the agent produces a command (a CloudEvent of REPLAY_COMMAND_TYPE, id
+ * drover-replay-<agent>-<run>-a<attempt>: a redelivery is a duplicate) to
+ * the events topic keyed by the run's repository, and answers once Kafka
+ * acknowledged it: {"id","attempt","stages","command","topic","partition",
+ * "offset"}. The agent that consumes it executes it (replay_admit): the
+ * one that holds the run (its agent id is the command's origin) makes a new
+ * attempt of it when the event is released (replay_release); another one
+ * makes a local run from the command's snapshot.
+ */
+#define REPLAY_COMMAND_TYPE "dev.cdeventsx.drover-replay.requested.0.1.0"
+
+/*
+ * Intake, inside the batch's transaction: records the command event (held)
+ * and, from another agent, its local run. Returns 1 (held; *run_id is the
+ * run), 0 when refused (recorded with why, *is_refused), -2 for a
+ * duplicate, -1 on a store error.
+ */
+int replay_admit(struct agent *a, const char *id, const json_t *ev, const char *topic,
+		 int32_t partition, int64_t offset, int64_t *run_id, bool *is_refused);
+/*
+ * Offsets, when the command's event is released (in its transaction): when
+ * this agent holds the run, the new attempt is recorded and *run_id set (the
+ * caller queues it with scheduler_run_requeue after the commit); a refusal
+ * (the run moved on meanwhile) is logged, counted and recorded as the
+ * event's outcome. Returns 1 (queue *run_id), 0 (nothing to do), -1.
+ */
+int replay_release(struct agent *a, const char *id, int64_t *run_id);
 
 #endif

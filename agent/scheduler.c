@@ -357,6 +357,8 @@ static void run_enqueue(struct scheduler *s, int64_t run_id, bool is_superseding
 	struct run *run = run_load(s, run_id);
 	if (run == NULL)
 		return;
+	/* A run made from a replay command (replay.h) is an old run's: it supersedes nothing. */
+	is_superseding = is_superseding && json_object_get(run->event, "replay") == NULL;
 	if (is_superseding && run->pl->cancel_in_progress && run->rec.concurrency_group != NULL) {
 		for (struct run *o = s->runs; o != NULL; o = o->next) {
 			if (o->rec.concurrency_group != NULL && !o->is_cancelling &&
@@ -1316,6 +1318,20 @@ fail:
 int scheduler_run_replay(struct scheduler *s, const struct replay_plan *plan, int *attempt,
 			 char *err, size_t err_len)
 {
+	int rc = scheduler_run_replay_record(s, plan, attempt, err, err_len);
+	if (rc == 0)
+		run_enqueue(s, plan->run_id, false); /* an old run's replay supersedes nothing */
+	return rc;
+}
+
+void scheduler_run_requeue(struct scheduler *s, int64_t run_id)
+{
+	run_enqueue(s, run_id, false);
+}
+
+int scheduler_run_replay_record(struct scheduler *s, const struct replay_plan *plan, int *attempt,
+				char *err, size_t err_len)
+{
 	struct agent *a = s->agent;
 	for (struct run *run = s->runs; run != NULL; run = run->next) {
 		if (run->rec.id == plan->run_id) {
@@ -1342,6 +1358,12 @@ int scheduler_run_replay(struct scheduler *s, const struct replay_plan *plan, in
 		snprintf(err, err_len, "run %lld is %s again", (long long)run.id,
 			 status_name(run.status));
 		rc = REPLAY_CONFLICT;
+	} else if (plan->expected_attempt > 0 && run.attempt + 1 != plan->expected_attempt) {
+		snprintf(err, err_len,
+			 "run %lld is at attempt %d: the command was for attempt %d (another "
+			 "replay came first)",
+			 (long long)run.id, run.attempt, plan->expected_attempt);
+		rc = REPLAY_CONFLICT;
 	} else if (p == NULL) {
 		snprintf(err, err_len, "the replay's pipeline definition is unreadable");
 	} else if (run_replay_record(s, plan, p, &run, stages, n) != 0) {
@@ -1362,12 +1384,9 @@ int scheduler_run_replay(struct scheduler *s, const struct replay_plan *plan, in
 		*attempt = run.attempt;
 		rc = 0;
 	}
-	int64_t id = run.id;
 	pipeline_free(p);
 	store_run_clear(&run);
 	store_stages_free(stages, n);
-	if (rc == 0)
-		run_enqueue(s, id, false); /* an old run's replay supersedes nothing */
 	return rc;
 }
 

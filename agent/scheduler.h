@@ -68,6 +68,12 @@ int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason
 struct replay_plan;
 int scheduler_run_replay(struct scheduler *s, const struct replay_plan *plan, int *attempt,
 			 char *err, size_t err_len);
+/* The same, recorded only (in the caller's transaction); the caller queues
+ * the run with scheduler_run_requeue once that committed. */
+int scheduler_run_replay_record(struct scheduler *s, const struct replay_plan *plan, int *attempt,
+				char *err, size_t err_len);
+/* Loads a run the store holds as queued and queues it, superseding nothing. */
+void scheduler_run_requeue(struct scheduler *s, int64_t run_id);
 
 size_t scheduler_active_runs(const struct scheduler *s);
 size_t scheduler_running_stages(const struct scheduler *s);

@@ -39,7 +39,8 @@ struct store {
 	sqlite3_stmt *stage_insert, *stage_update, *stage_attempt_upsert, *stages_get;
 	sqlite3_stmt *output_set, *outputs_get;
 	sqlite3_stmt *run_attempt_add, *run_attempts_get, *run_set_definition, *stage_delete;
-	sqlite3_stmt *stage_attempts_get, *outputs_delete;
+	sqlite3_stmt *stage_attempts_get, *outputs_delete, *run_attempt_describe,
+	    *event_set_outcome;
 	sqlite3_stmt *stage_proc_add, *stage_procs_delete, *stage_procs_list, *stage_procs_clear;
 	sqlite3_stmt *outbox_add, *outbox_next, *outbox_delete, *outbox_count;
 	sqlite3_stmt *runs_list[RUNS_LIST_VARIANTS];
@@ -149,6 +150,7 @@ static const char *const migrations[] = {
      " stages TEXT,"
      " latest_pipeline INTEGER NOT NULL DEFAULT 0,"
      " replaced_definition TEXT,"
+     " origin TEXT,"
      " PRIMARY KEY (run_id, attempt));"
      "INSERT INTO run_attempts (run_id, attempt, requested_at, mode)"
      " SELECT id, 1, created_at, 'original' FROM runs;"
@@ -221,11 +223,16 @@ static const struct stmt_spec stmt_specs[] = {
 	 " FROM stage_attempts WHERE run_id = ?1 AND stage = ?2 ORDER BY attempt"),
     STMT(run_attempt_add,
 	 "INSERT INTO run_attempts (run_id, attempt, requested_by, reason, requested_at, mode,"
-	 " stages, latest_pipeline, replaced_definition) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-	 " ?9)"),
+	 " stages, latest_pipeline, replaced_definition, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+	 " ?7, ?8, ?9, ?10)"),
+    STMT(run_attempt_describe,
+	 "UPDATE run_attempts SET requested_by = ?3, reason = ?4, requested_at = ?5, mode = ?6,"
+	 " stages = ?7, latest_pipeline = ?8, replaced_definition = ?9, origin = ?10"
+	 " WHERE run_id = ?1 AND attempt = ?2"),
     STMT(run_attempts_get, "SELECT attempt, requested_by, reason, requested_at, mode, stages,"
-			   " latest_pipeline FROM run_attempts WHERE run_id = ?1"
+			   " latest_pipeline, origin FROM run_attempts WHERE run_id = ?1"
 			   " ORDER BY attempt"),
+    STMT(event_set_outcome, "UPDATE events SET outcome = ?2, error = ?3 WHERE id = ?1"),
     STMT(run_set_definition, "UPDATE runs SET definition = ?2 WHERE id = ?1"),
     STMT(stage_proc_add,
 	 "INSERT INTO stage_procs (pgid, start_time, run_id, stage, attempt, created_at)"
@@ -812,21 +819,39 @@ fail:
 	return -1;
 }
 
-int store_run_attempt_add(struct store *s, const struct store_run_attempt *a)
+/* Binds a run attempt to the ten parameters of run_attempt_add/describe and runs it. */
+static int run_attempt_write(struct store *s, sqlite3_stmt *st, const struct store_run_attempt *a)
 {
-	sqlite3_stmt *st = s->run_attempt_add;
 	char *stages = a->stages != NULL ? json_dumps(a->stages, JSON_COMPACT) : NULL;
 	int rc = 0;
 	if (bind_int64(st, 1, a->run_id) || sqlite3_bind_int(st, 2, a->attempt) ||
 	    bind_text(st, 3, a->requested_by) || bind_text(st, 4, a->reason) ||
 	    bind_int64(st, 5, a->requested_at) || bind_text(st, 6, a->mode) ||
 	    bind_text(st, 7, stages) || sqlite3_bind_int(st, 8, a->is_latest_pipeline) ||
-	    bind_text(st, 9, a->replaced_definition))
+	    bind_text(st, 9, a->replaced_definition) || bind_text(st, 10, a->origin))
 		rc = stmt_fail(s, st, "binding a run attempt");
 	else
 		rc = stmt_run(s, st, "recording a run attempt");
 	free(stages);
 	return rc;
+}
+
+int store_run_attempt_add(struct store *s, const struct store_run_attempt *a)
+{
+	return run_attempt_write(s, s->run_attempt_add, a);
+}
+
+int store_run_attempt_describe(struct store *s, const struct store_run_attempt *a)
+{
+	return run_attempt_write(s, s->run_attempt_describe, a);
+}
+
+int store_event_set_outcome(struct store *s, const char *id, const char *outcome, const char *error)
+{
+	sqlite3_stmt *st = s->event_set_outcome;
+	if (bind_text(st, 1, id) || bind_text(st, 2, outcome) || bind_text(st, 3, error))
+		return stmt_fail(s, st, "binding an event outcome");
+	return stmt_run(s, st, "setting an event's outcome");
 }
 
 int store_run_set_definition(struct store *s, int64_t run_id, const char *definition)
@@ -1285,15 +1310,18 @@ static json_t *run_attempts_json(struct store *s, int64_t run_id)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *stages = (const char *)sqlite3_column_text(st, 5);
 		json_t *names = stages != NULL ? json_loads(stages, 0, NULL) : NULL;
+		const char *origin_text = (const char *)sqlite3_column_text(st, 7);
+		json_t *origin = origin_text != NULL ? json_loads(origin_text, 0, NULL) : NULL;
 		json_array_append_new(
-		    arr,
-		    json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:b}", "attempt", sqlite3_column_int(st, 0),
-			      "requested_by", json_text((const char *)sqlite3_column_text(st, 1)),
-			      "reason", json_text((const char *)sqlite3_column_text(st, 2)),
-			      "requested_at", json_time(sqlite3_column_int64(st, 3)), "mode",
-			      json_text((const char *)sqlite3_column_text(st, 4)), "stages",
-			      names != NULL ? names : json_null(), "latest_pipeline",
-			      sqlite3_column_int(st, 6) != 0));
+		    arr, json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "attempt",
+				   sqlite3_column_int(st, 0), "requested_by",
+				   json_text((const char *)sqlite3_column_text(st, 1)), "reason",
+				   json_text((const char *)sqlite3_column_text(st, 2)),
+				   "requested_at", json_time(sqlite3_column_int64(st, 3)), "mode",
+				   json_text((const char *)sqlite3_column_text(st, 4)), "stages",
+				   names != NULL ? names : json_null(), "latest_pipeline",
+				   sqlite3_column_int(st, 6) != 0, "origin",
+				   origin != NULL ? origin : json_null()));
 	}
 	if (rc != SQLITE_DONE) {
 		json_decref(arr);

@@ -60,6 +60,7 @@ struct store_run_attempt {
 	const json_t *stages; /* the names it re-ran (array), or NULL: all (the original) */
 	bool is_latest_pipeline;
 	const char *replaced_definition; /* with is_latest_pipeline: the definition before */
+	const char *origin; /* JSON {"agent","run"}: a run made from another agent's run */
 };
 
 /* Opens (creating and migrating) state_dir/drover.db. NULL and a message. */
@@ -107,6 +108,11 @@ bool store_event_exists(struct store *s, const char *id);
 int store_run_insert(struct store *s, struct store_run *run);
 /* Records a run attempt (a replay). 0 or -1. */
 int store_run_attempt_add(struct store *s, const struct store_run_attempt *attempt);
+/* Rewrites what is recorded of an existing run attempt. 0 or -1. */
+int store_run_attempt_describe(struct store *s, const struct store_run_attempt *attempt);
+/* Sets an event's recorded outcome and error (a command refused after it was recorded). */
+int store_event_set_outcome(struct store *s, const char *id, const char *outcome,
+			    const char *error);
 /* Replaces the definition a run runs with (a replay with the latest pipeline). */
 int store_run_set_definition(struct store *s, int64_t run_id, const char *definition);
 /* Forgets a stage's current state (a replay with a pipeline that lost it);
@@ -160,7 +166,7 @@ json_t *store_outputs_get(struct store *s, int64_t run_id);
  * "status","attempt","exit_code","started_at","finished_at","summary"}]},
  * times as ISO-8601 strings or null. NULL when there is no such run.
  * One run also has "attempt", "attempts":[{"attempt","requested_by",
- * "reason","requested_at","mode","stages","latest_pipeline"}] and, on each
+ * "reason","requested_at","mode","stages","latest_pipeline","origin"}] and, on each
  * stage, "run_attempt" and "attempts":[{"attempt","run_attempt","status",
  * "exit_code","started_at","finished_at"}]. */
 json_t *store_run_json(struct store *s, int64_t id);

@@ -132,9 +132,10 @@ static void test_args_replay(void **state)
 	assert_string_equal(a.reason, "QA back");
 	assert_string_equal(a.positionals[0], "7");
 	cli_args_free(&a);
-	char *all[] = {"replay", "--all", "7"};
+	char *all[] = {"replay", "--all", "--via-kafka", "7"};
 	assert_int_equal(parse(ARGC(all), all, &a, err, sizeof err), 0);
 	assert_true(a.is_all);
+	assert_true(a.is_via_kafka);
 	assert_int_equal(a.n_stages, 0);
 	cli_args_free(&a);
 }
