@@ -622,9 +622,6 @@ void admin_free(struct admin *ad)
 {
 	if (ad == NULL)
 		return;
-	/* Pending produce callbacks may still run (kafka is freed later): detach them. */
-	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
-		p->req = NULL;
 	/* Replays being checked are dropped (nothing was recorded yet). */
 	replayer_free(ad->replayer);
 	while (ad->replays != NULL) {
@@ -632,6 +629,9 @@ void admin_free(struct admin *ad)
 		ad->replays = p->next;
 		free(p);
 	}
+	/* Pending produce callbacks may still run (kafka is freed later): detach them. */
+	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
+		p->req = NULL;
 	evhttp_free(ad->http);
 	free(ad);
 }

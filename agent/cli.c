@@ -87,6 +87,11 @@ static const struct cli_command_info cli_commands[] = {
 enum cli_flag {
 	FLAG_CONFIG,
 	FLAG_HELP,
+	FLAG_STAGE, /* replay */
+	FLAG_DOWNSTREAM,
+	FLAG_ALL,
+	FLAG_LATEST_PIPELINE,
+	FLAG_VIA_KAFKA,
 	FLAG_GITHUB_EVENT,
 	FLAG_AZURE,
 	FLAG_CLOUDEVENT,
@@ -99,11 +104,6 @@ enum cli_flag {
 	FLAG_LIMIT,
 	FLAG_ATTEMPT,
 	FLAG_REASON,
-	FLAG_STAGE,
-	FLAG_DOWNSTREAM,
-	FLAG_ALL,
-	FLAG_LATEST_PIPELINE,
-	FLAG_VIA_KAFKA,
 };
 
 #define ON(c) (1u << (c))
@@ -122,6 +122,11 @@ struct cli_flag_info {
 static const struct cli_flag_info cli_flags[] = {
     {FLAG_CONFIG, "config", 'c', true, ON_ALL},
     {FLAG_HELP, "help", 'h', false, ON_ALL},
+    {FLAG_STAGE, "stage", 0, true, ON(CMD_REPLAY)},
+    {FLAG_DOWNSTREAM, "downstream", 0, false, ON(CMD_REPLAY)},
+    {FLAG_ALL, "all", 0, false, ON(CMD_REPLAY)},
+    {FLAG_LATEST_PIPELINE, "latest-pipeline", 0, false, ON(CMD_REPLAY)},
+    {FLAG_VIA_KAFKA, "via-kafka", 0, false, ON(CMD_REPLAY)},
     {FLAG_GITHUB_EVENT, "github-event", 0, true, ON(CMD_EMIT) | ON(CMD_PLAN)},
     {FLAG_AZURE, "azure", 0, false, ON(CMD_EMIT) | ON(CMD_PLAN)},
     {FLAG_CLOUDEVENT, "cloudevent", 0, false, ON(CMD_EMIT) | ON(CMD_PLAN)},
@@ -134,11 +139,6 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_LIMIT, "limit", 0, true, ON(CMD_RUNS)},
     {FLAG_ATTEMPT, "attempt", 0, true, ON(CMD_LOGS)},
     {FLAG_REASON, "reason", 0, true, ON(CMD_CANCEL) | ON(CMD_REPLAY)},
-    {FLAG_STAGE, "stage", 0, true, ON(CMD_REPLAY)},
-    {FLAG_DOWNSTREAM, "downstream", 0, false, ON(CMD_REPLAY)},
-    {FLAG_ALL, "all", 0, false, ON(CMD_REPLAY)},
-    {FLAG_LATEST_PIPELINE, "latest-pipeline", 0, false, ON(CMD_REPLAY)},
-    {FLAG_VIA_KAFKA, "via-kafka", 0, false, ON(CMD_REPLAY)},
 };
 
 static int cli_command_find(const char *name)
@@ -214,6 +214,25 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 	case FLAG_HELP:
 		args->is_help = true;
 		return 0;
+	case FLAG_STAGE:
+		if (*v == '\0') {
+			snprintf(err, len, "%s needs a stage name", spell);
+			return -1;
+		}
+		args->stages[args->n_stages++] = v;
+		return 0;
+	case FLAG_DOWNSTREAM:
+		args->is_downstream = true;
+		return 0;
+	case FLAG_ALL:
+		args->is_all = true;
+		return 0;
+	case FLAG_LATEST_PIPELINE:
+		args->is_latest_pipeline = true;
+		return 0;
+	case FLAG_VIA_KAFKA:
+		args->is_via_kafka = true;
+		return 0;
 	case FLAG_GITHUB_EVENT:
 		if (!cli_is_header_token(v)) {
 			snprintf(err, len, "%s: '%.40s' is not an event name", spell, v);
@@ -255,25 +274,6 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_REASON:
 		args->reason = v;
-		return 0;
-	case FLAG_STAGE:
-		if (*v == '\0') {
-			snprintf(err, len, "%s needs a stage name", spell);
-			return -1;
-		}
-		args->stages[args->n_stages++] = v;
-		return 0;
-	case FLAG_DOWNSTREAM:
-		args->is_downstream = true;
-		return 0;
-	case FLAG_ALL:
-		args->is_all = true;
-		return 0;
-	case FLAG_LATEST_PIPELINE:
-		args->is_latest_pipeline = true;
-		return 0;
-	case FLAG_VIA_KAFKA:
-		args->is_via_kafka = true;
 		return 0;
 	case FLAG_LIMIT:
 	case FLAG_ATTEMPT:
