@@ -30,6 +30,7 @@
 #include "intake.h"
 #include "kafka.h"
 #include "log.h"
+#include "replay.h"
 #include "report.h"
 #include "scheduler.h"
 #include "store.h"
@@ -43,8 +44,18 @@ struct pending_event {
 	struct pending_event *next;
 };
 
+/* A replay request waiting for its commit check (replay.h). */
+struct pending_replay {
+	struct admin *ad;
+	struct evhttp_request *req; /* NULL once the client went away */
+	struct evhttp_connection *conn;
+	struct pending_replay *next;
+};
+
 struct admin {
 	struct agent *agent;
+	struct replayer *replayer;
+	struct pending_replay *replays;
 	struct evhttp *http;
 	struct pending_event *pending;
 	struct admin_hooks *hooks; /* owned: POST /hooks/<provider> (admin_hooks.c) */
@@ -143,6 +154,9 @@ static void admin_on_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	struct admin *ad = arg;
 	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
+		if (p->conn == conn)
+			p->req = NULL;
+	for (struct pending_replay *p = ad->replays; p != NULL; p = p->next)
 		if (p->conn == conn)
 			p->req = NULL;
 }
@@ -301,6 +315,93 @@ static void admin_post_cancel(struct admin *ad, struct evhttp_request *req,
 				  "run %lld is not taken up by this agent yet (its event is held "
 				  "until Kafka acknowledges it): try again shortly",
 				  run_id);
+}
+
+/* ---- POST /api/v1/runs/{id}/replay ---- */
+
+static void admin_replay_done(void *arg, int code, json_t *reply)
+{
+	struct pending_replay *p = arg;
+	struct admin *ad = p->ad;
+	if (p->req != NULL)
+		admin_reply_json(p->req, code, reply);
+	else
+		json_decref(reply);
+	for (struct pending_replay **pp = &ad->replays; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	free(p);
+}
+
+/*
+ * Body {"stages":[..],"downstream":bool,"all":bool,"latest_pipeline":bool,
+ * "via_kafka":bool,"reason":"..","requested_by":".."} (every field
+ * optional). The answer waits for the check that the run's commit still
+ * exists (and, via Kafka, for Kafka's acknowledgement of the command): 202
+ * {"id","attempt","stages"[,"command","topic","partition","offset"]}, or
+ * 400, 404, 409, 503 with {"error"}.
+ */
+static void admin_post_replay(struct admin *ad, struct evhttp_request *req,
+			      const struct admin_path *match)
+{
+	long long run_id = match->run_id;
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(body);
+	json_t *doc = len > 0 ? json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, NULL)
+			      : json_object();
+	json_t *stages = json_object_get(doc, "stages");
+	json_t *reason = json_object_get(doc, "reason"), *by = json_object_get(doc, "requested_by");
+	static const char *const flags[] = {"downstream", "all", "latest_pipeline", "via_kafka"};
+	bool is_ok = json_is_object(doc) && (stages == NULL || json_is_array(stages)) &&
+		     (reason == NULL || json_is_string(reason)) &&
+		     (by == NULL || json_is_string(by));
+	for (size_t i = 0; is_ok && i < ARRAY_LEN(flags); i++) {
+		json_t *f = json_object_get(doc, flags[i]);
+		is_ok = f == NULL || json_is_boolean(f);
+	}
+	size_t n = json_array_size(stages);
+	const char **names = xcalloc(n + 1, sizeof *names);
+	for (size_t i = 0; is_ok && i < n; i++) {
+		names[i] = json_string_value(json_array_get(stages, i));
+		is_ok = names[i] != NULL;
+	}
+	if (!is_ok) {
+		admin_reply_error(req, 400,
+				  "the body must be {\"stages\": [names], \"downstream\": bool, "
+				  "\"all\": bool, \"latest_pipeline\": bool, \"via_kafka\": bool, "
+				  "\"reason\": \"...\", \"requested_by\": \"...\"}");
+		goto out;
+	}
+	struct replay_request r = {
+	    .stages = names,
+	    .n_stages = n,
+	    .is_downstream = json_is_true(json_object_get(doc, "downstream")),
+	    .is_all = json_is_true(json_object_get(doc, "all")),
+	    .is_latest_pipeline = json_is_true(json_object_get(doc, "latest_pipeline")),
+	    .is_via_kafka = json_is_true(json_object_get(doc, "via_kafka")),
+	    .reason = json_string_value(reason),
+	    .requested_by = by != NULL ? json_string_value(by) : "admin API",
+	};
+	struct pending_replay *p = xcalloc(1, sizeof *p);
+	p->ad = ad;
+	p->req = req;
+	p->conn = evhttp_request_get_connection(req);
+	char err[512];
+	int code = replayer_start(ad->replayer, run_id, &r, admin_replay_done, p, err, sizeof err);
+	if (code != REPLAY_ACCEPTED) {
+		free(p);
+		admin_reply_error(req, code, "%s", err);
+		goto out;
+	}
+	evhttp_connection_set_closecb(p->conn, admin_on_conn_close, ad);
+	p->next = ad->replays;
+	ad->replays = p;
+out:
+	free(names);
+	json_decref(doc);
 }
 
 /* ---- GET routes ---- */
@@ -487,6 +588,7 @@ static const struct admin_route {
     {"/api/v1/runs", EVHTTP_REQ_GET, false, admin_get_runs},
     {"/api/v1/runs/{id}", EVHTTP_REQ_GET, false, admin_get_run},
     {"/api/v1/runs/{id}/cancel", EVHTTP_REQ_POST, false, admin_post_cancel},
+    {"/api/v1/runs/{id}/replay", EVHTTP_REQ_POST, false, admin_post_replay},
     {"/api/v1/runs/{id}/stages/{name}/log", EVHTTP_REQ_GET, false, admin_get_log},
     {"/hooks/{name}", ADMIN_ANY_METHOD, true, admin_route_hooks},
 };
@@ -602,6 +704,7 @@ struct admin *admin_new(struct agent *a, char *err, size_t err_len)
 	ad->hooks = admin_hooks_new(a);
 	ad->logs = admin_logs_new(a);
 	ad->http = evhttp_new(a->base);
+	ad->replayer = replayer_new(a);
 	evhttp_set_max_body_size(ad->http, (ev_ssize_t)a->cfg->admin.max_body_bytes);
 	evhttp_set_max_headers_size(ad->http, (ev_ssize_t)a->cfg->admin.max_header_bytes);
 	/* Every method reaches the dispatcher, which answers 405 with Allow. */
@@ -652,6 +755,13 @@ void admin_free(struct admin *ad)
 {
 	if (ad == NULL)
 		return;
+	/* Replays being checked are dropped (nothing was recorded yet). */
+	replayer_free(ad->replayer);
+	while (ad->replays != NULL) {
+		struct pending_replay *p = ad->replays;
+		ad->replays = p->next;
+		free(p);
+	}
 	/* Pending produce callbacks may still run (kafka is freed later): detach them. */
 	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
 		p->req = NULL;

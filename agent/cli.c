@@ -46,6 +46,7 @@ enum cli_command {
 	CMD_SHOW,
 	CMD_LOGS,
 	CMD_CANCEL,
+	CMD_REPLAY,
 	CMD_VALIDATE,
 	CMD_PLAN,
 };
@@ -72,6 +73,10 @@ static const struct cli_command_info cli_commands[] = {
     [CMD_LOGS] = {"logs", "drover logs [-c FILE] [--attempt N] [-f|--follow] RUN STAGE", 2, 2,
 		  "a run id and a stage name"},
     [CMD_CANCEL] = {"cancel", "drover cancel [-c FILE] [--reason TEXT] RUN", 1, 1, "one run id"},
+    [CMD_REPLAY] = {"replay",
+		    "drover replay [-c FILE] [--stage S]... [--downstream] [--all] "
+		    "[--latest-pipeline] [--via-kafka] [--reason TEXT] RUN",
+		    1, 1, "one run id"},
     [CMD_VALIDATE] = {"validate", "drover validate [-c FILE] FILE|DIR...", 1, SIZE_MAX,
 		      "at least one pipeline file or directory"},
     [CMD_PLAN] =
@@ -84,6 +89,11 @@ static const struct cli_command_info cli_commands[] = {
 enum cli_flag {
 	FLAG_CONFIG,
 	FLAG_HELP,
+	FLAG_STAGE, /* replay */
+	FLAG_DOWNSTREAM,
+	FLAG_ALL,
+	FLAG_LATEST_PIPELINE,
+	FLAG_VIA_KAFKA,
 	FLAG_GITHUB_EVENT,
 	FLAG_AZURE,
 	FLAG_CLOUDEVENT,
@@ -103,7 +113,7 @@ enum cli_flag {
 #define ON(c) (1u << (c))
 #define ON_ALL                                                                                     \
 	(ON(CMD_EMIT) | ON(CMD_RUNS) | ON(CMD_SHOW) | ON(CMD_LOGS) | ON(CMD_CANCEL) |              \
-	 ON(CMD_VALIDATE) | ON(CMD_PLAN))
+	 ON(CMD_REPLAY) | ON(CMD_VALIDATE) | ON(CMD_PLAN))
 
 struct cli_flag_info {
 	enum cli_flag flag;
@@ -116,6 +126,11 @@ struct cli_flag_info {
 static const struct cli_flag_info cli_flags[] = {
     {FLAG_CONFIG, "config", 'c', true, ON_ALL},
     {FLAG_HELP, "help", 'h', false, ON_ALL},
+    {FLAG_STAGE, "stage", 0, true, ON(CMD_REPLAY)},
+    {FLAG_DOWNSTREAM, "downstream", 0, false, ON(CMD_REPLAY)},
+    {FLAG_ALL, "all", 0, false, ON(CMD_REPLAY)},
+    {FLAG_LATEST_PIPELINE, "latest-pipeline", 0, false, ON(CMD_REPLAY)},
+    {FLAG_VIA_KAFKA, "via-kafka", 0, false, ON(CMD_REPLAY)},
     {FLAG_GITHUB_EVENT, "github-event", 0, true, ON(CMD_EMIT) | ON(CMD_PLAN)},
     {FLAG_AZURE, "azure", 0, false, ON(CMD_EMIT) | ON(CMD_PLAN)},
     {FLAG_CLOUDEVENT, "cloudevent", 0, false, ON(CMD_EMIT) | ON(CMD_PLAN)},
@@ -127,7 +142,7 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_REPO, "repo", 0, true, ON(CMD_RUNS)},
     {FLAG_LIMIT, "limit", 0, true, ON(CMD_RUNS)},
     {FLAG_ATTEMPT, "attempt", 0, true, ON(CMD_LOGS)},
-    {FLAG_REASON, "reason", 0, true, ON(CMD_CANCEL)},
+    {FLAG_REASON, "reason", 0, true, ON(CMD_CANCEL) | ON(CMD_REPLAY)},
     {FLAG_BEFORE, "before", 0, true, ON(CMD_RUNS)},
     {FLAG_FOLLOW, "follow", 'f', false, ON(CMD_LOGS)},
 };
@@ -204,6 +219,25 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_HELP:
 		args->is_help = true;
+		return 0;
+	case FLAG_STAGE:
+		if (*v == '\0') {
+			snprintf(err, len, "%s needs a stage name", spell);
+			return -1;
+		}
+		args->stages[args->n_stages++] = v;
+		return 0;
+	case FLAG_DOWNSTREAM:
+		args->is_downstream = true;
+		return 0;
+	case FLAG_ALL:
+		args->is_all = true;
+		return 0;
+	case FLAG_LATEST_PIPELINE:
+		args->is_latest_pipeline = true;
+		return 0;
+	case FLAG_VIA_KAFKA:
+		args->is_via_kafka = true;
 		return 0;
 	case FLAG_GITHUB_EVENT:
 		if (!cli_is_header_token(v)) {
@@ -306,6 +340,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *args, char *err, size
 	int cmd = cli_command_find(argv[0]);
 	args->command = cli_commands[cmd].name;
 	args->positionals = xcalloc((size_t)argc, sizeof *args->positionals);
+	args->stages = xcalloc((size_t)argc, sizeof *args->stages);
 	bool is_flags_done = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -348,6 +383,14 @@ int cli_args_parse(int argc, char **argv, struct cli_args *args, char *err, size
 		snprintf(err, err_len, "expects %s", info->positionals);
 		return -1;
 	}
+	if (args->is_all && args->n_stages > 0) {
+		snprintf(err, err_len, "choose --all or --stage, not both");
+		return -1;
+	}
+	if (args->is_downstream && args->n_stages == 0) {
+		snprintf(err, err_len, "--downstream goes with --stage");
+		return -1;
+	}
 	if (args->id != NULL && args->source != CLI_SOURCE_GITHUB) {
 		snprintf(err, err_len,
 			 "--id goes with --github-event (other payloads carry their own id)");
@@ -361,6 +404,9 @@ void cli_args_free(struct cli_args *args)
 	free(args->positionals);
 	args->positionals = NULL;
 	args->n_positionals = 0;
+	free(args->stages);
+	args->stages = NULL;
+	args->n_stages = 0;
 }
 
 /* ------------------------------------------------------------ addresses, URLs */
@@ -749,6 +795,78 @@ char *cli_format_runs_table(const json_t *runs)
 	return strbuf_detach(&out);
 }
 
+/* A stage's attempts as "1:failed 2:succeeded" (TRIED column); "-" when none. */
+static char *cli_stage_attempts_cell(const json_t *attempts)
+{
+	if (json_array_size(attempts) == 0)
+		return xstrdup("-");
+	struct strbuf sb;
+	strbuf_init(&sb);
+	size_t i;
+	json_t *a;
+	json_array_foreach(attempts, i, a)
+	{
+		char *status = cli_json_cell(json_object_get(a, "status"), 12);
+		strbuf_addf(&sb, "%s%lld:%s", i > 0 ? " " : "",
+			    (long long)json_integer_value(json_object_get(a, "attempt")), status);
+		free(status);
+	}
+	char *cell = cli_cell(sb.data, 60);
+	strbuf_free(&sb);
+	return cell;
+}
+
+/* The run's attempts (who asked, when, why, what they re-ran) after the stages. */
+static void cli_format_attempts(const json_t *attempts, struct strbuf *out)
+{
+	if (json_array_size(attempts) == 0)
+		return;
+	struct cli_table t = {.n_cols = 6};
+	static const char *const cols[] = {"ATTEMPT", "REQUESTED", "BY",
+					   "MODE",    "STAGES",	   "REASON"};
+	for (size_t i = 0; i < ARRAY_LEN(cols); i++)
+		cli_table_add(&t, xstrdup(cols[i]));
+	size_t i;
+	json_t *a;
+	json_array_foreach(attempts, i, a)
+	{
+		cli_table_add(&t, cli_json_cell(json_object_get(a, "attempt"), 8));
+		cli_table_add(&t, cli_time_cell(json_object_get(a, "requested_at")));
+		cli_table_add(&t, cli_json_cell(json_object_get(a, "requested_by"), 40));
+		const char *mode = json_string_value(json_object_get(a, "mode"));
+		bool is_latest = json_is_true(json_object_get(a, "latest_pipeline"));
+		const json_t *origin = json_object_get(a, "origin");
+		char *from =
+		    json_is_object(origin)
+			? xasprintf(" (from run %lld of agent %s)",
+				    (long long)json_integer_value(json_object_get(origin, "run")),
+				    json_string_value(json_object_get(origin, "agent")) ?: "?")
+			: xstrdup("");
+		char *m = xasprintf("%s%s%s", mode != NULL ? mode : "-",
+				    is_latest ? " (latest pipeline)" : "", from);
+		free(from);
+		cli_table_add(&t, cli_cell(m, 100));
+		free(m);
+		const json_t *names = json_object_get(a, "stages");
+		if (!json_is_array(names)) {
+			cli_table_add(&t, xstrdup("all"));
+		} else {
+			struct strbuf sb;
+			strbuf_init(&sb);
+			size_t k;
+			json_t *v;
+			json_array_foreach(names, k, v)
+			    strbuf_addf(&sb, "%s%s", k > 0 ? "," : "", json_string_value(v) ?: "");
+			cli_table_add(&t, cli_cell(sb.data != NULL ? sb.data : "", 60));
+			strbuf_free(&sb);
+		}
+		cli_table_add(&t, cli_json_cell(json_object_get(a, "reason"), 80));
+	}
+	strbuf_adds(out, "\n");
+	cli_table_render(&t, "", out);
+	cli_table_free(&t);
+}
+
 static void cli_table_add_pair(struct cli_table *t, const char *key, char *value)
 {
 	cli_table_add(t, xstrdup(key));
@@ -771,6 +889,9 @@ char *cli_format_run(const json_t *run)
 	cli_table_add_pair(&head, "event", xasprintf("%s (%s)", event_id, kind));
 	free(event_id);
 	free(kind);
+	if (json_is_integer(json_object_get(run, "attempt")))
+		cli_table_add_pair(&head, "attempt",
+				   cli_json_cell(json_object_get(run, "attempt"), 0));
 	cli_table_add_pair(&head, "created", cli_time_cell(json_object_get(run, "created_at")));
 	cli_table_add_pair(&head, "finished", cli_time_cell(json_object_get(run, "finished_at")));
 	cli_table_add_pair(&head, "duration",
@@ -787,9 +908,9 @@ char *cli_format_run(const json_t *run)
 		strbuf_adds(&out, "no stages\n");
 		return strbuf_detach(&out);
 	}
-	struct cli_table t = {.n_cols = 6};
-	static const char *const cols[] = {"STAGE", "STATUS",	"ATTEMPT",
-					   "EXIT",  "DURATION", "SUMMARY"};
+	struct cli_table t = {.n_cols = 8};
+	static const char *const cols[] = {"STAGE", "STATUS", "ATTEMPT",  "RUN",
+					   "TRIED", "EXIT",   "DURATION", "SUMMARY"};
 	for (size_t i = 0; i < ARRAY_LEN(cols); i++)
 		cli_table_add(&t, xstrdup(cols[i]));
 	size_t i;
@@ -799,6 +920,8 @@ char *cli_format_run(const json_t *run)
 		cli_table_add(&t, cli_json_cell(json_object_get(st, "name"), 40));
 		cli_table_add(&t, cli_json_cell(json_object_get(st, "status"), 12));
 		cli_table_add(&t, cli_json_cell(json_object_get(st, "attempt"), 8));
+		cli_table_add(&t, cli_json_cell(json_object_get(st, "run_attempt"), 8));
+		cli_table_add(&t, cli_stage_attempts_cell(json_object_get(st, "attempts")));
 		cli_table_add(&t, cli_json_cell(json_object_get(st, "exit_code"), 8));
 		cli_table_add(&t, cli_duration_cell(json_object_get(st, "started_at"),
 						    json_object_get(st, "finished_at")));
@@ -806,6 +929,10 @@ char *cli_format_run(const json_t *run)
 	}
 	cli_table_render(&t, "", &out);
 	cli_table_free(&t);
+	cli_format_attempts(json_object_get(run, "attempts"), &out);
+	char *id = cli_json_cell(json_object_get(run, "id"), 24);
+	strbuf_addf(&out, "\nlogs: drover logs %s STAGE --attempt N\n", id);
+	free(id);
 	return strbuf_detach(&out);
 }
 
@@ -1298,6 +1425,104 @@ out:
 	return rc;
 }
 
+/* Who asks for a replay: $USER@host (or "unknown@host"). Caller frees. */
+static char *cli_requested_by(void)
+{
+	char host[256] = "";
+	if (gethostname(host, sizeof host - 1) != 0)
+		snprintf(host, sizeof host, "localhost");
+	const char *user = getenv("USER") != NULL ? getenv("USER") : getenv("LOGNAME");
+	return xasprintf("%s@%s", user != NULL && *user != '\0' ? user : "unknown", host);
+}
+
+/*
+ * POST /api/v1/runs/RUN/replay: one line naming the new attempt and the
+ * stages it re-runs, 0 once it is queued; the server's reason and 1 when
+ * refused.
+ */
+static int cmd_replay(const struct cli_args *args, const struct config *cfg)
+{
+	struct cli_client c;
+	if (cli_client_init(&c, cfg) != 0)
+		return 1;
+	const char *id = args->positionals[0];
+	char *esc = cli_escape(id);
+	char *path = xasprintf("/api/v1/runs/%s/replay", esc);
+	char *url = cli_build_url(c.base_url, path, NULL, 0);
+	char *by = cli_requested_by();
+	json_t *stages = json_array();
+	bool is_text = true; /* jansson refuses text that is not UTF-8 */
+	for (size_t i = 0; i < args->n_stages; i++)
+		is_text =
+		    json_array_append_new(stages, json_string(args->stages[i])) == 0 && is_text;
+	json_t *req = json_pack("{s:o,s:b,s:b,s:b,s:s}", "stages", stages, "downstream",
+				args->is_downstream, "all", args->is_all, "latest_pipeline",
+				args->is_latest_pipeline, "requested_by", by);
+	if (req != NULL && args->is_via_kafka)
+		json_object_set_new(req, "via_kafka", json_true());
+	if (req != NULL && args->reason != NULL)
+		is_text =
+		    json_object_set_new(req, "reason", json_string(args->reason)) == 0 && is_text;
+	char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
+	headers = cli_header_add(headers, "Content-Type: application/json");
+	struct cli_reply r = {0};
+	json_t *reply = NULL;
+	int rc = 1;
+	if (body == NULL || !is_text) {
+		fprintf(stderr, "drover: a stage name or the reason is not valid UTF-8\n");
+		curl_slist_free_all(headers);
+		goto out;
+	}
+	if (cli_request(&c, url, headers, body, strlen(body), false, &r) != 0)
+		goto out;
+	if (r.status != 202) {
+		cli_print_api_error(&c, &r);
+		goto out;
+	}
+	reply = cli_reply_json(&r);
+	if (reply == NULL)
+		goto out;
+	struct strbuf names;
+	strbuf_init(&names);
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(reply, "stages"), i, v)
+	{
+		char *cell = cli_cell(json_string_value(v), 80);
+		strbuf_addf(&names, "%s%s", i > 0 ? ", " : "", cell);
+		free(cell);
+	}
+	char *shown = cli_cell(id, 80);
+	const char *command = json_string_value(json_object_get(reply, "command"));
+	if (command != NULL) {
+		char *shown_command = cli_cell(command, 120);
+		printf("run %s: attempt %lld requested through Kafka (command %s), re-running "
+		       "%s\n",
+		       shown, (long long)json_integer_value(json_object_get(reply, "attempt")),
+		       shown_command, names.data != NULL ? names.data : "");
+		free(shown_command);
+	} else {
+		printf("run %s: attempt %lld queued, re-running %s\n", shown,
+		       (long long)json_integer_value(json_object_get(reply, "attempt")),
+		       names.data != NULL ? names.data : "");
+	}
+	free(shown);
+	strbuf_free(&names);
+	rc = 0;
+out:
+	json_decref(reply);
+	strbuf_free(&r.body);
+	free(body);
+	free(by);
+	free(url);
+	free(path);
+	free(esc);
+	cli_client_free(&c);
+	return rc;
+}
+
 /* GET /api/v1/runs/RUN: a header block and one line per stage, or the JSON. */
 static int cmd_show(const struct cli_args *args, const struct config *cfg)
 {
@@ -1766,6 +1991,9 @@ int cli_main(int argc, char **argv)
 		break;
 	case CMD_CANCEL:
 		rc = cmd_cancel(&args, cfg);
+		break;
+	case CMD_REPLAY:
+		rc = cmd_replay(&args, cfg);
 		break;
 	case CMD_VALIDATE:
 		rc = cmd_validate(&args, cfg);

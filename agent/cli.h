@@ -14,8 +14,8 @@
 #include "pipeline.h"
 
 /* Runs one client subcommand: argv[0] is the subcommand name ("emit", "runs", "show", "logs",
- * "cancel", "validate", "plan"). Returns the process exit code (0 ok, 1 failure, 2 usage). Prints
- * results on stdout, errors on stderr (one clear line). */
+ * "cancel", "replay", "validate", "plan"). Returns the process exit code (0 ok, 1 failure, 2
+ * usage). Prints results on stdout, errors on stderr (one clear line). */
 int cli_main(int argc, char **argv);
 bool cli_is_command(const char *name);
 
@@ -47,6 +47,11 @@ struct cli_args {
 	bool is_follow; /* logs -f */
 	const char **positionals;
 	size_t n_positionals;
+	/* replay: --stage names in order (owned array), --downstream, --all,
+	 * --latest-pipeline, --via-kafka; --reason is reason above */
+	const char **stages;
+	size_t n_stages;
+	bool is_downstream, is_all, is_latest_pipeline, is_via_kafka;
 };
 
 /*

@@ -1022,6 +1022,80 @@ static enum event_outcome cdevents_change(struct norm *n, const char *rest, cons
 	return EVENT_OK;
 }
 
+/* A positive integer member of obj, or -1 with the error recorded. */
+static json_int_t get_positive(struct norm *n, const json_t *obj, const char *path, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!json_is_integer(v) || json_integer_value(v) < 1) {
+		norm_fail(n, EVENT_MALFORMED, "%s%s%s is not a positive integer", path,
+			  path[0] != '\0' ? "." : "", key);
+		return -1;
+	}
+	return json_integer_value(v);
+}
+
+/* Every element of arr is a string (with what = NULL) or an object with a string "name". */
+static int check_names(struct norm *n, const json_t *arr, const char *path, bool is_objects)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+	{
+		const json_t *name = is_objects ? json_object_get(v, "name") : v;
+		if (!json_is_string(name) || json_string_length(name) == 0) {
+			norm_fail(n, EVENT_MALFORMED, "%s[%zu] is not a stage %s", path, i,
+				  is_objects ? "with a name" : "name");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * drover's own replay command (replay.h): the canonical event carries the
+ * facts of the run's stored event (so stages see what they saw the first
+ * time), the command's id, and the whole command as "replay". The receiving
+ * agent rebuilds and validates the pipeline definition itself.
+ */
+static enum event_outcome drover_replay(struct norm *n, const json_t *data, const char *id)
+{
+	n->what = "drover replay command";
+	const char *origin, *mode, *pipeline, *repo;
+	json_t *stages, *snapshot, *event, *definition, *snap_stages, *outputs;
+	if (get_str(n, data, "", "origin_agent", true, &origin) < 0 ||
+	    get_positive(n, data, "", "run_id") < 0 || get_positive(n, data, "", "attempt") < 0 ||
+	    get_arr(n, data, "", "stages", true, &stages) < 0 ||
+	    check_names(n, stages, "stages", false) < 0 ||
+	    get_str(n, data, "", "mode", true, &mode) < 0 ||
+	    get_obj(n, data, "", "snapshot", true, &snapshot) < 0 ||
+	    get_str(n, snapshot, "snapshot", "pipeline", true, &pipeline) < 0 ||
+	    get_obj(n, snapshot, "snapshot", "event", true, &event) < 0 ||
+	    get_str(n, event, "snapshot.event", "repo", true, &repo) < 0 ||
+	    get_obj(n, snapshot, "snapshot", "definition", true, &definition) < 0 ||
+	    get_arr(n, snapshot, "snapshot", "stages", true, &snap_stages) < 0 ||
+	    check_names(n, snap_stages, "snapshot.stages", true) < 0 ||
+	    get_obj(n, snapshot, "snapshot", "outputs", true, &outputs) < 0)
+		return EVENT_MALFORMED;
+	static const char *const facts[] = {"kind",   "action",	 "repo", "clone_url",
+					    "ref",    "branch",	 "tag",	 "sha",
+					    "before", "message", "actor"};
+	for (size_t i = 0; i < ARRAY_LEN(facts); i++)
+		ev_set_str(n, facts[i], loose_str(event, facts[i]));
+	if (loose_str(event, "kind") == NULL)
+		ev_set_str(n, "kind", "manual");
+	static const char *const objects[] = {"pr", "drift"};
+	for (size_t i = 0; i < ARRAY_LEN(objects); i++) {
+		json_t *v = json_object_get(event, objects[i]);
+		ev_set(n, objects[i], json_is_object(v) ? json_deep_copy(v) : NULL);
+	}
+	json_t *paths = json_object_get(event, "paths");
+	ev_set(n, "paths", json_is_array(paths) ? json_deep_copy(paths) : NULL);
+	ev_set_str(n, "id", id);
+	ev_set_str(n, "source", "drover");
+	ev_set(n, "replay", json_deep_copy(data));
+	return EVENT_OK;
+}
+
 /* Routes a CloudEvent by type; data is its (object) data, id its id. */
 static enum event_outcome cloudevent_dispatch(struct norm *n, const char *type, const char *id,
 					      const json_t *data)
@@ -1037,6 +1111,8 @@ static enum event_outcome cloudevent_dispatch(struct norm *n, const char *type, 
 		return cdevents_incident(n, data, id);
 	if (type_is_versioned(type, "dev.cdeventsx.drover-drift.detected"))
 		return drover_drift(n, data, id);
+	if (type_is_versioned(type, "dev.cdeventsx.drover-replay.requested"))
+		return drover_replay(n, data, id);
 	n->what = "cloudevent";
 	return norm_fail(n, EVENT_UNKNOWN, "type \"%s\" is not handled", type);
 }

@@ -38,6 +38,10 @@
  *               severity ("info"|"warning"|"critical"), window} or null
  *   received_at ISO-8601 UTC
  *   kafka       {topic, partition, offset}
+ *
+ * drover's replay command (dev.cdeventsx.drover-replay.requested, replay.h)
+ * carries the facts of the run's stored event (kind, repo, sha, ...), source
+ * "drover", the command's id, and one more key: replay, the whole command.
  */
 #ifndef DROVER_EVENT_H
 #define DROVER_EVENT_H

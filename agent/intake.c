@@ -21,6 +21,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "offsets.h"
+#include "replay.h"
 #include "report.h"
 #include "scheduler.h"
 #include "store.h"
@@ -250,6 +251,20 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
 		    store_event_insert(a->store, id, ev, "refused", "repository not configured",
 				       rd_kafka_topic_name(m->rkt), m->partition, m->offset);
 		return rc < 0 ? -1 : 0;
+	}
+	/* drover's replay command (replay.h) starts no pipeline of its own. */
+	if (json_object_get(ev, "replay") != NULL) {
+		int64_t run_id = 0;
+		bool is_refused = false;
+		int rc = replay_admit(a, id, ev, rd_kafka_topic_name(m->rkt), m->partition,
+				      m->offset, &run_id, &is_refused);
+		runs->n_refused += is_refused ? 1 : 0;
+		if (rc == 1) {
+			runs->n_accepted++;
+			*run_ids = xcalloc(1, sizeof **run_ids);
+			(*run_ids)[0] = run_id;
+		}
+		return rc;
 	}
 	/* Match once; the runs are created only if the event is new. */
 	const struct pipeline **matched = xcalloc(a->pipelines.n, sizeof *matched);

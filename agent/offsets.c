@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "claim.h"
 #include "log.h"
+#include "replay.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -120,8 +121,8 @@ bool offsets_is_claimed(const struct offsets *o, int32_t partition)
 static int offsets_apply(struct offsets *o, char *const *ids, const bool *is_mine, size_t n)
 {
 	struct agent *a = o->agent;
-	int64_t *runs = NULL;
-	size_t n_runs = 0, cap_runs = 0;
+	int64_t *runs = NULL, *replays = NULL;
+	size_t n_runs = 0, cap_runs = 0, n_replays = 0, cap_replays = 0;
 	bool is_ok = store_begin(a->store) == 0;
 	for (size_t i = 0; is_ok && i < n; i++) {
 		if (!is_mine[i]) {
@@ -137,10 +138,20 @@ static int offsets_apply(struct offsets *o, char *const *ids, const bool *is_min
 			runs[n_runs++] = ev_runs[k];
 		}
 		free(ev_runs);
+		/* An event held without runs is a replay command for a run of this agent:
+		 * its new attempt, now (replay.h). */
+		int64_t replayed = 0;
+		int rr = is_ok && n_ev_runs == 0 ? replay_release(a, ids[i], &replayed) : 0;
+		is_ok = is_ok && rr >= 0;
+		if (rr == 1) {
+			replays = xgrow(replays, &cap_replays, n_replays, sizeof *replays);
+			replays[n_replays++] = replayed;
+		}
 	}
 	if (!is_ok || store_commit(a->store) != 0) {
 		store_rollback(a->store);
 		free(runs);
+		free(replays);
 		log_error("offsets: could not record the fate of %zu held event(s); trying again "
 			  "later",
 			  n);
@@ -148,7 +159,10 @@ static int offsets_apply(struct offsets *o, char *const *ids, const bool *is_min
 	}
 	for (size_t i = 0; i < n_runs; i++)
 		scheduler_run_enqueue(a->sched, runs[i]);
+	for (size_t i = 0; i < n_replays; i++)
+		scheduler_run_requeue(a->sched, replays[i]);
 	free(runs);
+	free(replays);
 	return 0;
 }
 

@@ -27,6 +27,7 @@
 #include "pipeline.h"
 #include "plugin_host.h"
 #include "proc.h"
+#include "replay.h"
 #include "report.h"
 #include "stagelog.h"
 #include "store.h"
@@ -349,12 +350,16 @@ static bool run_shares_key(const struct run *a, const struct run *b)
 
 static void run_cancel(struct run *run, const char *why);
 
-void scheduler_run_enqueue(struct scheduler *s, int64_t run_id)
+/* Loads the run and queues it; is_superseding: it cancels the older runs
+ * of its group when its pipeline says cancel_in_progress. */
+static void run_enqueue(struct scheduler *s, int64_t run_id, bool is_superseding)
 {
 	struct run *run = run_load(s, run_id);
 	if (run == NULL)
 		return;
-	if (run->pl->cancel_in_progress && run->rec.concurrency_group != NULL) {
+	/* A run made from a replay command (replay.h) is an old run's: it supersedes nothing. */
+	is_superseding = is_superseding && json_object_get(run->event, "replay") == NULL;
+	if (is_superseding && run->pl->cancel_in_progress && run->rec.concurrency_group != NULL) {
 		for (struct run *o = s->runs; o != NULL; o = o->next) {
 			if (o->rec.concurrency_group != NULL && !o->is_cancelling &&
 			    strcmp(o->rec.concurrency_group, run->rec.concurrency_group) == 0) {
@@ -375,6 +380,11 @@ void scheduler_run_enqueue(struct scheduler *s, int64_t run_id)
 		 run->rec.pipeline, run->rec.repo != NULL ? run->rec.repo : "-",
 		 run->rec.sha != NULL ? run->rec.sha : (run->rec.branch ? run->rec.branch : "-"));
 	scheduler_kick(s);
+}
+
+void scheduler_run_enqueue(struct scheduler *s, int64_t run_id)
+{
+	run_enqueue(s, run_id, true);
 }
 
 /* ---- stage processes (host service: spawn) ---- */
@@ -755,6 +765,12 @@ static void stage_record(struct drover_stage *st, const char *phase)
 	store_commit(a->store);
 }
 
+/* The stage's first attempt in the current run attempt: its retries count from it. */
+static int stage_first_attempt(const struct drover_stage *st)
+{
+	return st->rec.first_attempt > 0 ? st->rec.first_attempt : 1;
+}
+
 static void stage_set_summary(struct drover_stage *st, const char *summary)
 {
 	free(st->rec.summary);
@@ -838,7 +854,7 @@ static void stage_record_finish(struct drover_stage *st)
 
 	bool is_retryable =
 	    status == STATUS_FAILED || status == STATUS_TIMED_OUT || status == STATUS_ERROR;
-	int retries_used = st->rec.attempt - 1;
+	int retries_used = st->rec.attempt - stage_first_attempt(st);
 	if (is_retryable && !run->is_cancelling && retries_used < st->def->retry.attempts) {
 		int64_t delay = pipeline_retry_delay_ms(&st->def->retry, retries_used + 1);
 		st->rec.attempt++;
@@ -1207,6 +1223,174 @@ int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason
 	int st = name != NULL ? status_parse(name) : -1;
 	json_decref(j);
 	return st >= 0 && status_is_terminal((enum status)st) ? -2 : -3;
+}
+
+static bool plan_has_stage(const struct replay_plan *plan, const char *name)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(plan->stages, i, v)
+	{
+		if (strcmp(json_string_value(v), name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Records the new attempt in the store (one transaction): the run attempt,
+ * the definition (latest pipeline), each stage of the plan's pipeline
+ * re-queued as a new stage attempt with its outputs dropped (selected),
+ * inserted (new), or kept as it is, stages the pipeline lost forgotten,
+ * the run queued again with its "queued" CDEvent. 0 or -1.
+ */
+static int run_replay_record(struct scheduler *s, const struct replay_plan *plan,
+			     const struct pipeline *p, struct store_run *run,
+			     struct store_stage *stages, size_t n)
+{
+	struct agent *a = s->agent;
+	struct store *store = a->store;
+	int attempt = run->attempt + 1;
+	struct store_run_attempt ra = {.run_id = run->id,
+				       .attempt = attempt,
+				       .requested_by = plan->requested_by,
+				       .reason = plan->reason,
+				       .requested_at = now_ms(),
+				       .mode = plan->mode,
+				       .stages = plan->stages,
+				       .is_latest_pipeline = plan->is_latest_pipeline,
+				       .replaced_definition =
+					   plan->is_latest_pipeline ? run->definition : NULL};
+	if (store_begin(store) != 0)
+		return -1;
+	if (store_run_attempt_add(store, &ra) != 0 ||
+	    (plan->is_latest_pipeline &&
+	     store_run_set_definition(store, run->id, plan->definition) != 0))
+		goto fail;
+	for (size_t i = 0; i < p->n_stages; i++) {
+		const char *name = p->stages[i].name;
+		struct store_stage *st = NULL;
+		for (size_t k = 0; k < n && st == NULL; k++)
+			if (strcmp(stages[k].name, name) == 0)
+				st = &stages[k];
+		if (st == NULL) {
+			struct store_stage fresh = {.run_id = run->id,
+						    .name = (char *)name,
+						    .idx = (int)i,
+						    .status = STATUS_QUEUED,
+						    .exit_code = -1,
+						    .run_attempt = attempt};
+			if (store_stage_insert(store, &fresh) != 0)
+				goto fail;
+			continue;
+		}
+		st->idx = (int)i;
+		if (plan_has_stage(plan, name)) {
+			st->attempt++;
+			st->first_attempt = st->attempt;
+			st->run_attempt = attempt;
+			st->status = STATUS_QUEUED;
+			st->exit_code = -1;
+			st->started_at = st->finished_at = 0;
+			free(st->summary);
+			free(st->resume_token);
+			st->summary = st->resume_token = NULL;
+			if (store_outputs_delete(store, run->id, name) != 0)
+				goto fail;
+		}
+		if (store_stage_update(store, st) != 0)
+			goto fail;
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (pipeline_stage_index(p, stages[k].name) < 0 &&
+		    (store_stage_delete(store, run->id, stages[k].name) != 0 ||
+		     store_outputs_delete(store, run->id, stages[k].name) != 0))
+			goto fail;
+	}
+	run->status = STATUS_QUEUED;
+	run->attempt = attempt;
+	run->started_at = run->finished_at = 0;
+	if (store_run_update(store, run) != 0 || report_pipelinerun(a->report, run, "queued") != 0)
+		goto fail;
+	return store_commit(store);
+fail:
+	store_rollback(store);
+	return -1;
+}
+
+int scheduler_run_replay(struct scheduler *s, const struct replay_plan *plan, int *attempt,
+			 char *err, size_t err_len)
+{
+	int rc = scheduler_run_replay_record(s, plan, attempt, err, err_len);
+	if (rc == 0)
+		run_enqueue(s, plan->run_id, false); /* an old run's replay supersedes nothing */
+	return rc;
+}
+
+void scheduler_run_requeue(struct scheduler *s, int64_t run_id)
+{
+	run_enqueue(s, run_id, false);
+}
+
+int scheduler_run_replay_record(struct scheduler *s, const struct replay_plan *plan, int *attempt,
+				char *err, size_t err_len)
+{
+	struct agent *a = s->agent;
+	for (struct run *run = s->runs; run != NULL; run = run->next) {
+		if (run->rec.id == plan->run_id) {
+			snprintf(err, err_len, "run %lld is in progress again",
+				 (long long)plan->run_id);
+			return REPLAY_CONFLICT;
+		}
+	}
+	struct store_run run;
+	struct store_stage *stages = NULL;
+	size_t n = 0;
+	if (store_run_load(a->store, plan->run_id, &run, &stages, &n) != 0) {
+		snprintf(err, err_len, "run %lld cannot be read from the store",
+			 (long long)plan->run_id);
+		return REPLAY_FAILED;
+	}
+	int rc = REPLAY_FAILED;
+	json_t *def = json_loads(plan->definition, 0, NULL);
+	struct diags diags = {0};
+	struct pipeline *p = def != NULL ? pipeline_from_json(def, "(replay)", NULL, &diags) : NULL;
+	json_decref(def);
+	diags_free(&diags);
+	if (!status_is_terminal(run.status)) {
+		snprintf(err, err_len, "run %lld is %s again", (long long)run.id,
+			 status_name(run.status));
+		rc = REPLAY_CONFLICT;
+	} else if (plan->expected_attempt > 0 && run.attempt + 1 != plan->expected_attempt) {
+		snprintf(err, err_len,
+			 "run %lld is at attempt %d: the command was for attempt %d (another "
+			 "replay came first)",
+			 (long long)run.id, run.attempt, plan->expected_attempt);
+		rc = REPLAY_CONFLICT;
+	} else if (p == NULL) {
+		snprintf(err, err_len, "the replay's pipeline definition is unreadable");
+	} else if (run_replay_record(s, plan, p, &run, stages, n) != 0) {
+		snprintf(err, err_len, "the store could not record the replay of run %lld",
+			 (long long)run.id);
+	} else {
+		/* A failure's workspace kept for a post-mortem is the replay's now. */
+		char *path = xasprintf("%s/workspaces/%lld", a->cfg->state_dir, (long long)run.id);
+		for (struct kept_workspace **pp = &s->kept; *pp != NULL; pp = &(*pp)->next) {
+			if (strcmp((*pp)->path, path) == 0) {
+				struct kept_workspace *k = *pp;
+				*pp = k->next;
+				kept_workspace_free(k);
+				break;
+			}
+		}
+		free(path);
+		*attempt = run.attempt;
+		rc = 0;
+	}
+	pipeline_free(p);
+	store_run_clear(&run);
+	store_stages_free(stages, n);
+	return rc;
 }
 
 /* Starts what can start. Returns true when the run is over. */
@@ -1614,7 +1798,7 @@ int scheduler_recover(struct scheduler *s)
 			st->rec.finished_at = now_ms();
 			stage_set_summary(st, "interrupted: the agent stopped while the stage ran");
 			stage_record(st, "finished");
-			if (st->rec.attempt - 1 < st->def->retry.attempts) {
+			if (st->rec.attempt - stage_first_attempt(st) < st->def->retry.attempts) {
 				st->rec.attempt++;
 				st->rec.status = STATUS_QUEUED;
 				st->rec.started_at = st->rec.finished_at = 0;

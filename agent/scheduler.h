@@ -59,6 +59,22 @@ int scheduler_recover(struct scheduler *s);
  */
 int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason);
 
+/*
+ * An operator's replay (replay.h decided it): a new attempt of a finished
+ * run, recorded and queued; it then runs the normal way (checkout of the
+ * same sha, group, lock, max_parallel). Returns 0 with *attempt, or
+ * REPLAY_CONFLICT (the run is not finished) / REPLAY_FAILED with err.
+ */
+struct replay_plan;
+int scheduler_run_replay(struct scheduler *s, const struct replay_plan *plan, int *attempt,
+			 char *err, size_t err_len);
+/* The same, recorded only (in the caller's transaction); the caller queues
+ * the run with scheduler_run_requeue once that committed. */
+int scheduler_run_replay_record(struct scheduler *s, const struct replay_plan *plan, int *attempt,
+				char *err, size_t err_len);
+/* Loads a run the store holds as queued and queues it, superseding nothing. */
+void scheduler_run_requeue(struct scheduler *s, int64_t run_id);
+
 size_t scheduler_active_runs(const struct scheduler *s);
 size_t scheduler_running_stages(const struct scheduler *s);
 /* Runs waiting for a slot, their group or their lock (not begun yet). */

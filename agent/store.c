@@ -39,6 +39,9 @@ struct store {
 	sqlite3_stmt *run_insert, *run_update, *run_get, *runs_unfinished;
 	sqlite3_stmt *stage_insert, *stage_update, *stage_attempt_upsert, *stages_get;
 	sqlite3_stmt *output_set, *outputs_get;
+	sqlite3_stmt *run_attempt_add, *run_attempts_get, *run_set_definition, *stage_delete;
+	sqlite3_stmt *stage_attempts_get, *outputs_delete, *run_attempt_describe,
+	    *event_set_outcome;
 	sqlite3_stmt *stage_proc_add, *stage_procs_delete, *stage_procs_list, *stage_procs_clear;
 	sqlite3_stmt *outbox_add, *outbox_next, *outbox_delete, *outbox_count;
 	sqlite3_stmt *runs_list[RUNS_LIST_VARIANTS];
@@ -133,7 +136,29 @@ static const char *const migrations[] = {
      */
     ("ALTER TABLE events ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
      "CREATE INDEX events_held ON events (held) WHERE held = 1;"),
-    /* 5: one row that /readyz rewrites to prove the database takes a write. */
+    /*
+     * 5: replays. Every run attempt (1 is the original) with who asked, why
+     * and what it re-ran; each stage and stage attempt says which run attempt
+     * it belongs to, and a stage the number of its first attempt in the
+     * current run attempt (its retries count from there).
+     */
+    ("CREATE TABLE run_attempts ("
+     " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+     " attempt INTEGER NOT NULL,"
+     " requested_by TEXT, reason TEXT,"
+     " requested_at INTEGER NOT NULL,"
+     " mode TEXT NOT NULL,"
+     " stages TEXT,"
+     " latest_pipeline INTEGER NOT NULL DEFAULT 0,"
+     " replaced_definition TEXT,"
+     " origin TEXT,"
+     " PRIMARY KEY (run_id, attempt));"
+     "INSERT INTO run_attempts (run_id, attempt, requested_at, mode)"
+     " SELECT id, 1, created_at, 'original' FROM runs;"
+     "ALTER TABLE stages ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;"
+     "ALTER TABLE stages ADD COLUMN first_attempt INTEGER NOT NULL DEFAULT 1;"
+     "ALTER TABLE stage_attempts ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;"),
+    /* 6: one row that /readyz rewrites to prove the database takes a write. */
     "CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER NOT NULL);",
 };
 
@@ -179,19 +204,39 @@ static const struct stmt_spec stmt_specs[] = {
 	 " OR event_id NOT IN (SELECT id FROM events WHERE held = 1)) ORDER BY id"),
     STMT(stage_insert,
 	 "INSERT INTO stages (run_id, name, idx, status, attempt, exit_code, started_at,"
-	 " finished_at, summary, resume_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+	 " finished_at, summary, resume_token, run_attempt, first_attempt) VALUES (?1, ?2, ?3,"
+	 " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
     STMT(stage_update, "UPDATE stages SET status = ?3, attempt = ?4, exit_code = ?5,"
-		       " started_at = ?6, finished_at = ?7, summary = ?8, resume_token = ?9"
+		       " started_at = ?6, finished_at = ?7, summary = ?8, resume_token = ?9,"
+		       " idx = ?10, run_attempt = ?11, first_attempt = ?12"
 		       " WHERE run_id = ?1 AND name = ?2"),
     STMT(stage_attempt_upsert,
 	 "INSERT INTO stage_attempts (run_id, stage, attempt, status, exit_code, started_at,"
-	 " finished_at, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+	 " finished_at, summary, run_attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
 	 " ON CONFLICT (run_id, stage, attempt) DO UPDATE SET status = excluded.status,"
 	 " exit_code = excluded.exit_code, started_at = excluded.started_at,"
-	 " finished_at = excluded.finished_at, summary = excluded.summary"),
+	 " finished_at = excluded.finished_at, summary = excluded.summary,"
+	 " run_attempt = excluded.run_attempt"),
     STMT(stages_get, "SELECT run_id, name, idx, status, attempt, exit_code, started_at,"
-		     " finished_at, summary, resume_token FROM stages WHERE run_id = ?1"
-		     " ORDER BY idx, name"),
+		     " finished_at, summary, resume_token, run_attempt, first_attempt"
+		     " FROM stages WHERE run_id = ?1 ORDER BY idx, name"),
+    STMT(stage_delete, "DELETE FROM stages WHERE run_id = ?1 AND name = ?2"),
+    STMT(stage_attempts_get,
+	 "SELECT attempt, run_attempt, status, exit_code, started_at, finished_at"
+	 " FROM stage_attempts WHERE run_id = ?1 AND stage = ?2 ORDER BY attempt"),
+    STMT(run_attempt_add,
+	 "INSERT INTO run_attempts (run_id, attempt, requested_by, reason, requested_at, mode,"
+	 " stages, latest_pipeline, replaced_definition, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+	 " ?7, ?8, ?9, ?10)"),
+    STMT(run_attempt_describe,
+	 "UPDATE run_attempts SET requested_by = ?3, reason = ?4, requested_at = ?5, mode = ?6,"
+	 " stages = ?7, latest_pipeline = ?8, replaced_definition = ?9, origin = ?10"
+	 " WHERE run_id = ?1 AND attempt = ?2"),
+    STMT(run_attempts_get, "SELECT attempt, requested_by, reason, requested_at, mode, stages,"
+			   " latest_pipeline, origin FROM run_attempts WHERE run_id = ?1"
+			   " ORDER BY attempt"),
+    STMT(event_set_outcome, "UPDATE events SET outcome = ?2, error = ?3 WHERE id = ?1"),
+    STMT(run_set_definition, "UPDATE runs SET definition = ?2 WHERE id = ?1"),
     STMT(stage_proc_add,
 	 "INSERT INTO stage_procs (pgid, start_time, run_id, stage, attempt, created_at)"
 	 " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (pgid, start_time) DO UPDATE SET"
@@ -204,6 +249,7 @@ static const struct stmt_spec stmt_specs[] = {
 		     " ON CONFLICT (run_id, stage, key) DO UPDATE SET value = excluded.value"),
     STMT(outputs_get, "SELECT stage, key, value FROM outputs WHERE run_id = ?1"
 		      " ORDER BY stage, key"),
+    STMT(outputs_delete, "DELETE FROM outputs WHERE run_id = ?1 AND stage = ?2"),
     STMT(outbox_add, "INSERT INTO outbox (topic, key, value, created_at, headers)"
 		     " VALUES (?1, ?2, ?3, ?4, ?5)"),
     STMT(outbox_next, "SELECT id, topic, key, value, headers FROM outbox WHERE id > ?1 ORDER BY id"
@@ -758,10 +804,73 @@ int store_run_insert(struct store *s, struct store_run *run)
 	    bind_time(st, 13, run->created_at) || bind_time(st, 14, run->started_at) ||
 	    bind_time(st, 15, run->finished_at))
 		return stmt_fail(s, st, "binding a run insert");
-	if (stmt_run(s, st, "inserting a run") != 0)
+	if (store_begin(s) != 0)
 		return -1;
+	if (stmt_run(s, st, "inserting a run") != 0)
+		goto fail;
 	run->id = sqlite3_last_insert_rowid(s->db);
-	return 0;
+	/* Its first attempt: the original, asked for by its event. */
+	struct store_run_attempt first = {.run_id = run->id,
+					  .attempt = run->attempt,
+					  .requested_at = run->created_at,
+					  .mode = "original"};
+	if (store_run_attempt_add(s, &first) != 0)
+		goto fail;
+	return store_commit(s);
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+/* Binds a run attempt to the ten parameters of run_attempt_add/describe and runs it. */
+static int run_attempt_write(struct store *s, sqlite3_stmt *st, const struct store_run_attempt *a)
+{
+	char *stages = a->stages != NULL ? json_dumps(a->stages, JSON_COMPACT) : NULL;
+	int rc = 0;
+	if (bind_int64(st, 1, a->run_id) || sqlite3_bind_int(st, 2, a->attempt) ||
+	    bind_text(st, 3, a->requested_by) || bind_text(st, 4, a->reason) ||
+	    bind_int64(st, 5, a->requested_at) || bind_text(st, 6, a->mode) ||
+	    bind_text(st, 7, stages) || sqlite3_bind_int(st, 8, a->is_latest_pipeline) ||
+	    bind_text(st, 9, a->replaced_definition) || bind_text(st, 10, a->origin))
+		rc = stmt_fail(s, st, "binding a run attempt");
+	else
+		rc = stmt_run(s, st, "recording a run attempt");
+	free(stages);
+	return rc;
+}
+
+int store_run_attempt_add(struct store *s, const struct store_run_attempt *a)
+{
+	return run_attempt_write(s, s->run_attempt_add, a);
+}
+
+int store_run_attempt_describe(struct store *s, const struct store_run_attempt *a)
+{
+	return run_attempt_write(s, s->run_attempt_describe, a);
+}
+
+int store_event_set_outcome(struct store *s, const char *id, const char *outcome, const char *error)
+{
+	sqlite3_stmt *st = s->event_set_outcome;
+	if (bind_text(st, 1, id) || bind_text(st, 2, outcome) || bind_text(st, 3, error))
+		return stmt_fail(s, st, "binding an event outcome");
+	return stmt_run(s, st, "setting an event's outcome");
+}
+
+int store_run_set_definition(struct store *s, int64_t run_id, const char *definition)
+{
+	sqlite3_stmt *st = s->run_set_definition;
+	if (bind_int64(st, 1, run_id) || bind_text(st, 2, definition))
+		return stmt_fail(s, st, "binding a run's definition");
+	return stmt_run(s, st, "setting a run's definition");
+}
+
+int store_stage_delete(struct store *s, int64_t run_id, const char *stage)
+{
+	sqlite3_stmt *st = s->stage_delete;
+	if (bind_int64(st, 1, run_id) || bind_text(st, 2, stage))
+		return stmt_fail(s, st, "binding a stage delete");
+	return stmt_run(s, st, "deleting a stage");
 }
 
 /* -1 (logged) when the run does not exist. */
@@ -782,13 +891,25 @@ int store_run_update(struct store *s, const struct store_run *run)
 	return 0;
 }
 
+/* A stage's run attempt and first attempt: 0 (not set) reads as 1. */
+static int stage_run_attempt(const struct store_stage *stage)
+{
+	return stage->run_attempt > 0 ? stage->run_attempt : 1;
+}
+
+static int stage_first_attempt(const struct store_stage *stage)
+{
+	return stage->first_attempt > 0 ? stage->first_attempt : 1;
+}
+
 static int stage_attempt_record(struct store *s, const struct store_stage *stage)
 {
 	sqlite3_stmt *st = s->stage_attempt_upsert;
 	if (bind_int64(st, 1, stage->run_id) || bind_text(st, 2, stage->name) ||
 	    sqlite3_bind_int(st, 3, stage->attempt) || bind_status(st, 4, stage->status) ||
 	    bind_exit_code(st, 5, stage->exit_code) || bind_time(st, 6, stage->started_at) ||
-	    bind_time(st, 7, stage->finished_at) || bind_text(st, 8, stage->summary))
+	    bind_time(st, 7, stage->finished_at) || bind_text(st, 8, stage->summary) ||
+	    sqlite3_bind_int(st, 9, stage_run_attempt(stage)))
 		return stmt_fail(s, st, "binding a stage attempt");
 	return stmt_run(s, st, "recording a stage attempt");
 }
@@ -803,7 +924,9 @@ int store_stage_insert(struct store *s, const struct store_stage *stage)
 	    sqlite3_bind_int(st, 3, stage->idx) || bind_status(st, 4, stage->status) ||
 	    sqlite3_bind_int(st, 5, stage->attempt) || bind_exit_code(st, 6, stage->exit_code) ||
 	    bind_time(st, 7, stage->started_at) || bind_time(st, 8, stage->finished_at) ||
-	    bind_text(st, 9, stage->summary) || bind_text(st, 10, stage->resume_token)) {
+	    bind_text(st, 9, stage->summary) || bind_text(st, 10, stage->resume_token) ||
+	    sqlite3_bind_int(st, 11, stage_run_attempt(stage)) ||
+	    sqlite3_bind_int(st, 12, stage_first_attempt(stage))) {
 		stmt_fail(s, st, "binding a stage insert");
 		goto fail;
 	}
@@ -831,7 +954,9 @@ int store_stage_update(struct store *s, const struct store_stage *stage)
 	    bind_status(st, 3, stage->status) || sqlite3_bind_int(st, 4, stage->attempt) ||
 	    bind_exit_code(st, 5, stage->exit_code) || bind_time(st, 6, stage->started_at) ||
 	    bind_time(st, 7, stage->finished_at) || bind_text(st, 8, stage->summary) ||
-	    bind_text(st, 9, stage->resume_token)) {
+	    bind_text(st, 9, stage->resume_token) || sqlite3_bind_int(st, 10, stage->idx) ||
+	    sqlite3_bind_int(st, 11, stage_run_attempt(stage)) ||
+	    sqlite3_bind_int(st, 12, stage_first_attempt(stage))) {
 		stmt_fail(s, st, "binding a stage update");
 		goto fail;
 	}
@@ -912,6 +1037,8 @@ static int stages_read(struct store *s, int64_t run_id, struct store_stage **sta
 		stage->finished_at = sqlite3_column_int64(st, 7);
 		stage->summary = column_strdup(st, 8);
 		stage->resume_token = column_strdup(st, 9);
+		stage->run_attempt = sqlite3_column_int(st, 10);
+		stage->first_attempt = sqlite3_column_int(st, 11);
 	}
 	if (rc != SQLITE_DONE) {
 		store_stages_free(v, count);
@@ -1056,6 +1183,14 @@ int store_output_set(struct store *s, int64_t run_id, const char *stage, const c
 	return stmt_run(s, st, "setting an output");
 }
 
+int store_outputs_delete(struct store *s, int64_t run_id, const char *stage)
+{
+	sqlite3_stmt *st = s->outputs_delete;
+	if (bind_int64(st, 1, run_id) || bind_text(st, 2, stage))
+		return stmt_fail(s, st, "binding an outputs delete");
+	return stmt_run(s, st, "deleting a stage's outputs");
+}
+
 /* ---- JSON ---- */
 
 /*
@@ -1165,6 +1300,76 @@ static json_t *run_to_json(const struct store_run *run, const struct store_stage
 	return o;
 }
 
+/* The run's attempts, oldest first, as the API shows them; NULL on error. */
+static json_t *run_attempts_json(struct store *s, int64_t run_id)
+{
+	sqlite3_stmt *st = s->run_attempts_get;
+	if (bind_int64(st, 1, run_id) != SQLITE_OK) {
+		stmt_fail(s, st, "binding a run attempts lookup");
+		return NULL;
+	}
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *stages = (const char *)sqlite3_column_text(st, 5);
+		json_t *names = stages != NULL ? json_loads(stages, 0, NULL) : NULL;
+		const char *origin_text = (const char *)sqlite3_column_text(st, 7);
+		json_t *origin = origin_text != NULL ? json_loads(origin_text, 0, NULL) : NULL;
+		json_array_append_new(
+		    arr, json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "attempt",
+				   sqlite3_column_int(st, 0), "requested_by",
+				   json_text((const char *)sqlite3_column_text(st, 1)), "reason",
+				   json_text((const char *)sqlite3_column_text(st, 2)),
+				   "requested_at", json_time(sqlite3_column_int64(st, 3)), "mode",
+				   json_text((const char *)sqlite3_column_text(st, 4)), "stages",
+				   names != NULL ? names : json_null(), "latest_pipeline",
+				   sqlite3_column_int(st, 6) != 0, "origin",
+				   origin != NULL ? origin : json_null()));
+	}
+	if (rc != SQLITE_DONE) {
+		json_decref(arr);
+		stmt_fail(s, st, "reading run attempts");
+		return NULL;
+	}
+	stmt_done(st);
+	return arr;
+}
+
+/* Every attempt of one stage, oldest first; NULL on error. */
+static json_t *stage_attempts_json(struct store *s, int64_t run_id, const char *stage)
+{
+	sqlite3_stmt *st = s->stage_attempts_get;
+	if (bind_int64(st, 1, run_id) || bind_text(st, 2, stage)) {
+		stmt_fail(s, st, "binding a stage attempts lookup");
+		return NULL;
+	}
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int exit_code = column_exit_code(st, 3);
+		json_array_append_new(
+		    arr,
+		    json_pack("{s:i,s:i,s:s,s:o,s:o,s:o}", "attempt", sqlite3_column_int(st, 0),
+			      "run_attempt", sqlite3_column_int(st, 1), "status",
+			      status_name(column_status(st, 2)), "exit_code",
+			      exit_code < 0 ? json_null() : json_integer(exit_code), "started_at",
+			      json_time(sqlite3_column_int64(st, 4)), "finished_at",
+			      json_time(sqlite3_column_int64(st, 5))));
+	}
+	if (rc != SQLITE_DONE) {
+		json_decref(arr);
+		stmt_fail(s, st, "reading stage attempts");
+		return NULL;
+	}
+	stmt_done(st);
+	return arr;
+}
+
+/*
+ * One run in full: run_to_json plus "attempt", "attempts" (the run's
+ * attempts) and, on each stage, "run_attempt" (the run attempt its result
+ * belongs to) and "attempts" (every attempt of the stage).
+ */
 json_t *store_run_json(struct store *s, int64_t id)
 {
 	struct store_run run = {0};
@@ -1173,8 +1378,20 @@ json_t *store_run_json(struct store *s, int64_t id)
 	if (run_read(s, id, &run) != 0)
 		return NULL;
 	json_t *j = NULL;
-	if (stages_read(s, id, &stages, &n) == 0)
-		j = run_to_json(&run, stages, n);
+	json_t *attempts = NULL;
+	if (stages_read(s, id, &stages, &n) != 0 || (attempts = run_attempts_json(s, id)) == NULL)
+		goto out;
+	j = run_to_json(&run, stages, n);
+	json_object_set_new(j, "attempt", json_integer(run.attempt));
+	json_object_set_new(j, "attempts", attempts);
+	json_t *arr = json_object_get(j, "stages");
+	for (size_t i = 0; i < n; i++) {
+		json_t *sj = json_array_get(arr, i);
+		json_t *sa = stage_attempts_json(s, id, stages[i].name);
+		json_object_set_new(sj, "run_attempt", json_integer(stage_run_attempt(&stages[i])));
+		json_object_set_new(sj, "attempts", sa != NULL ? sa : json_array());
+	}
+out:
 	store_run_clear(&run);
 	store_stages_free(stages, n);
 	return j;

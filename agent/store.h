@@ -45,6 +45,22 @@ struct store_stage {
 	int64_t started_at, finished_at;
 	char *summary;	    /* may be NULL */
 	char *resume_token; /* may be NULL */
+	int run_attempt;    /* the run attempt this state belongs to; 0 reads as 1 */
+	int first_attempt;  /* its first attempt in that run attempt (retries count
+			     * from it); 0 reads as 1 */
+};
+
+/* One attempt of a run: 1 is the original, each replay adds one. */
+struct store_run_attempt {
+	int64_t run_id;
+	int attempt;
+	const char *requested_by, *reason; /* may be NULL */
+	int64_t requested_at;
+	const char *mode;     /* "original", "failed", "stages", "all" */
+	const json_t *stages; /* the names it re-ran (array), or NULL: all (the original) */
+	bool is_latest_pipeline;
+	const char *replaced_definition; /* with is_latest_pipeline: the definition before */
+	const char *origin; /* JSON {"agent","run"}: a run made from another agent's run */
 };
 
 /* Opens (creating and migrating) state_dir/drover.db. NULL and a message. */
@@ -95,7 +111,20 @@ int store_event_drop(struct store *s, const char *id);
 json_t *store_event_get(struct store *s, const char *id);
 bool store_event_exists(struct store *s, const char *id);
 
+/* Inserts the run and its first run attempt (the original). */
 int store_run_insert(struct store *s, struct store_run *run);
+/* Records a run attempt (a replay). 0 or -1. */
+int store_run_attempt_add(struct store *s, const struct store_run_attempt *attempt);
+/* Rewrites what is recorded of an existing run attempt. 0 or -1. */
+int store_run_attempt_describe(struct store *s, const struct store_run_attempt *attempt);
+/* Sets an event's recorded outcome and error (a command refused after it was recorded). */
+int store_event_set_outcome(struct store *s, const char *id, const char *outcome,
+			    const char *error);
+/* Replaces the definition a run runs with (a replay with the latest pipeline). */
+int store_run_set_definition(struct store *s, int64_t run_id, const char *definition);
+/* Forgets a stage's current state (a replay with a pipeline that lost it);
+ * its attempts stay in the history. */
+int store_stage_delete(struct store *s, int64_t run_id, const char *stage);
 /* Writes status, sha, workspace, attempt, started_at, finished_at. */
 int store_run_update(struct store *s, const struct store_run *run);
 int store_stage_insert(struct store *s, const struct store_stage *stage);
@@ -134,13 +163,19 @@ int store_stage_procs_clear(struct store *s);
 
 int store_output_set(struct store *s, int64_t run_id, const char *stage, const char *key,
 		     const char *value);
+/* Forgets every output of one stage of a run (it runs again). */
+int store_outputs_delete(struct store *s, int64_t run_id, const char *stage);
 /* {"stage": {"key": "value"}} for a run (new reference). */
 json_t *store_outputs_get(struct store *s, int64_t run_id);
 
 /* The API shape of a run: {"id","pipeline","status","repo","sha","branch",
  * "event_id","event_kind","created_at","finished_at","stages":[{"name",
  * "status","attempt","exit_code","started_at","finished_at","summary"}]},
- * times as ISO-8601 strings or null. NULL when there is no such run. */
+ * times as ISO-8601 strings or null. NULL when there is no such run.
+ * One run also has "attempt", "attempts":[{"attempt","requested_by",
+ * "reason","requested_at","mode","stages","latest_pipeline","origin"}] and, on each
+ * stage, "run_attempt" and "attempts":[{"attempt","run_attempt","status",
+ * "exit_code","started_at","finished_at"}]. */
 json_t *store_run_json(struct store *s, int64_t id);
 
 struct store_run_filter {

@@ -114,6 +114,32 @@ static void test_args_runs_filters(void **state)
 	cli_args_free(&a);
 }
 
+/* replay: --stage repeats (in order), the switches, --reason. */
+static void test_args_replay(void **state)
+{
+	(void)state;
+	char *argv[] = {"replay",	"--stage",	     "qa",	 "7",	   "--stage=deploy",
+			"--downstream", "--latest-pipeline", "--reason", "QA back"};
+	struct cli_args a;
+	char err[256];
+	assert_int_equal(parse(ARGC(argv), argv, &a, err, sizeof err), 0);
+	assert_int_equal(a.n_stages, 2);
+	assert_string_equal(a.stages[0], "qa");
+	assert_string_equal(a.stages[1], "deploy");
+	assert_true(a.is_downstream);
+	assert_true(a.is_latest_pipeline);
+	assert_false(a.is_all);
+	assert_string_equal(a.reason, "QA back");
+	assert_string_equal(a.positionals[0], "7");
+	cli_args_free(&a);
+	char *all[] = {"replay", "--all", "--via-kafka", "7"};
+	assert_int_equal(parse(ARGC(all), all, &a, err, sizeof err), 0);
+	assert_true(a.is_all);
+	assert_true(a.is_via_kafka);
+	assert_int_equal(a.n_stages, 0);
+	cli_args_free(&a);
+}
+
 /* Each bad command line fails with a message naming the problem. */
 static void test_args_errors(void **state)
 {
@@ -155,6 +181,11 @@ static void test_args_errors(void **state)
 	    {{"emit", "--github-event", "push", "--id", "a b", "x"}, "one word"},
 	    {{"emit", "-c", "", "x"}, "-c needs a file name"},
 	    {{"frobnicate"}, "unknown command"},
+	    {{"replay", "--all", "--stage", "a", "7"}, "choose --all or --stage"},
+	    {{"replay", "--downstream", "7"}, "--downstream goes with --stage"},
+	    {{"replay", "--stage", "", "7"}, "--stage needs a stage name"},
+	    {{"replay"}, "expects one run id"},
+	    {{"show", "--stage", "a", "7"}, "unknown flag '--stage'"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		int argc = 0;
@@ -521,13 +552,22 @@ static void test_format_run(void **state)
 	    " \"sha\": \"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"x\\u001b]0;t\","
 	    " \"event_id\": \"d-1\", \"event_kind\": \"pull_request\","
 	    " \"created_at\": \"2026-11-29T08:35:00Z\", \"finished_at\": \"2026-11-29T08:37:30Z\","
-	    " \"stages\": ["
+	    " \"attempt\": 2, \"attempts\": [{\"attempt\": 1, \"mode\": \"original\", \"stages\": "
+	    "null,"
+	    "  \"requested_at\": \"2026-11-29T08:35:00Z\", \"requested_by\": null, \"reason\": "
+	    "null},"
+	    " {\"attempt\": 2, \"mode\": \"failed\", \"stages\": [\"integration\"],"
+	    "  \"latest_pipeline\": true, \"requested_at\": \"2026-11-29T08:36:00Z\","
+	    "  \"requested_by\": \"ops@box\", \"reason\": \"QA back\"}],"
+	    "  \"stages\": ["
 	    "  {\"name\": \"unit\", \"status\": \"succeeded\", \"attempt\": 1, \"exit_code\": 0,"
+	    "   \"run_attempt\": 1, \"attempts\": [{\"attempt\": 1, \"status\": \"succeeded\"}],"
 	    "   \"started_at\": \"2026-11-29T08:35:01Z\", \"finished_at\": "
 	    "\"2026-11-29T08:36:03Z\","
 	    "   \"summary\": \"12 passed\"},"
 	    "  {\"name\": \"integration\", \"status\": \"failed\", \"attempt\": 2, \"exit_code\": "
-	    "null,"
+	    "null, \"run_attempt\": 2, \"attempts\": [{\"attempt\": 1, \"status\": \"failed\"},"
+	    "   {\"attempt\": 2, \"status\": \"failed\"}],"
 	    "   \"started_at\": \"2026-11-29T08:36:03Z\", \"finished_at\": null,"
 	    "   \"summary\": \"job failed\\nsee log\"}]}",
 	    0, NULL);
@@ -546,6 +586,17 @@ static void test_format_run(void **state)
 	assert_int_equal(column_of(t, "integration", "-"), exit_col);
 	assert_non_null(strstr(t, "1m02s"));
 	assert_non_null(strstr(t, "job failed\\nsee log\n"));
+	/* Attempts: the stage's tries, the run attempt of its result, the run's attempts. */
+	assert_non_null(strstr(t, "attempt   2\n"));
+	assert_non_null(strstr(t, "1:failed 2:failed"));
+	assert_int_equal(column_of(t, "integration", "1:failed"), column_of(t, "SUMMARY", "TRIED"));
+	assert_int_equal(column_of(t, "integration", "2 "), column_of(t, "SUMMARY", "ATTEMPT"));
+	assert_non_null(strstr(t, "failed (latest pipeline)"));
+	assert_non_null(strstr(t, "ops@box"));
+	assert_non_null(strstr(t, "QA back"));
+	assert_int_equal(column_of(t, "ops@box", "integration"), column_of(t, "REASON", "STAGES"));
+	assert_non_null(strstr(t, "original"));
+	assert_non_null(strstr(t, "logs: drover logs 42 STAGE --attempt N\n"));
 	free(t);
 
 	json_object_set_new(run, "stages", json_array());
@@ -1329,6 +1380,7 @@ int main(void)
 	    cmocka_unit_test(test_args_double_dash),
 	    cmocka_unit_test(test_args_runs_filters),
 	    cmocka_unit_test(test_args_errors),
+	    cmocka_unit_test(test_args_replay),
 	    cmocka_unit_test(test_args_help_skips_arity),
 	    cmocka_unit_test(test_is_command),
 	    cmocka_unit_test(test_split_host_port),

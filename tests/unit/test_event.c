@@ -869,6 +869,93 @@ static void test_cloudevent_binary_drift(void **state)
 	json_decref(ev);
 }
 
+/* drover's replay command: the stored event's facts, the command's id, the whole command. */
+static void test_cloudevent_drover_replay(void **state)
+{
+	(void)state;
+	char *text = file_read_all(SOURCE_DIR "/tests/fuzz/corpus/event/cloudevent-drover-replay",
+				   1 << 20, NULL);
+	assert_non_null(text);
+	json_t *ev = NULL;
+	char err[512] = "";
+	assert_int_equal(run_opt(NULL, 0, text, strlen(text), NULL, &ev, err, sizeof err),
+			 EVENT_OK);
+	check_str(ev, "id", "drover-replay-d0123456789abcdef-7-a2");
+	check_str(ev, "kind", "push");
+	check_str(ev, "action", "pushed");
+	check_str(ev, "source", "drover");
+	check_str(ev, "repo", "acme/app");
+	check_str(ev, "branch", "master");
+	check_str(ev, "sha", "0123456789abcdef0123456789abcdef01234567");
+	assert_int_equal(json_array_size(json_object_get(ev, "paths")), 1);
+	json_t *r = json_object_get(ev, "replay");
+	check_str(r, "origin_agent", "d0123456789abcdef");
+	check_int(r, "run_id", 7);
+	check_int(r, "attempt", 2);
+	check_str(
+	    json_object_get(json_object_get(json_object_get(r, "snapshot"), "outputs"), "build"),
+	    "artifact", "a1");
+	json_decref(ev);
+
+	/* Each broken part is malformed, with the path in the message. */
+	static const struct {
+		const char *code, *message;
+	} cases[] = {
+	    {"del d['data']['snapshot']", "snapshot is missing"},
+	    {"d['data']['run_id'] = 0", "run_id is not a positive integer"},
+	    {"d['data']['attempt'] = 'two'", "attempt is not a positive integer"},
+	    {"d['data']['stages'] = [1]", "stages[0] is not a stage name"},
+	    {"del d['data']['snapshot']['event']['repo']", "snapshot.event.repo is missing"},
+	    {"d['data']['snapshot']['stages'] = [{}]", "snapshot.stages[0] is not a stage with"},
+	    {"d['data']['snapshot']['definition'] = []", "snapshot.definition is not"},
+	    {"del d['data']['origin_agent']", "origin_agent is missing"},
+	};
+	json_t *good = json_loads(text, 0, NULL);
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		json_t *d = json_deep_copy(good);
+		json_t *data = json_object_get(d, "data");
+		json_t *snap = json_object_get(data, "snapshot");
+		switch (i) {
+		case 0:
+			json_object_del(data, "snapshot");
+			break;
+		case 1:
+			json_object_set_new(data, "run_id", json_integer(0));
+			break;
+		case 2:
+			json_object_set_new(data, "attempt", json_string("two"));
+			break;
+		case 3:
+			json_object_set_new(data, "stages", json_pack("[i]", 1));
+			break;
+		case 4:
+			json_object_del(json_object_get(snap, "event"), "repo");
+			break;
+		case 5:
+			json_object_set_new(snap, "stages", json_pack("[{}]"));
+			break;
+		case 6:
+			json_object_set_new(snap, "definition", json_array());
+			break;
+		default:
+			json_object_del(data, "origin_agent");
+			break;
+		}
+		char *bad = json_dumps(d, JSON_COMPACT);
+		ev = NULL;
+		err[0] = '\0';
+		enum event_outcome rc =
+		    run_opt(NULL, 0, bad, strlen(bad), NULL, &ev, err, sizeof err);
+		if (rc != EVENT_MALFORMED || ev != NULL || strstr(err, cases[i].message) == NULL)
+			fail_msg("case %zu (%s): %s, '%s', want '%s'", i, cases[i].code,
+				 event_outcome_name(rc), err, cases[i].message);
+		free(bad);
+		json_decref(d);
+	}
+	json_decref(good);
+	free(text);
+}
+
 static void test_cloudevent_errors(void **state)
 {
 	(void)state;
@@ -1594,6 +1681,7 @@ int main(void)
 	    cmocka_unit_test(test_cloudevent_structured_github_push),
 	    cmocka_unit_test(test_cloudevent_binary_github_push),
 	    cmocka_unit_test(test_cloudevent_structured_drift),
+	    cmocka_unit_test(test_cloudevent_drover_replay),
 	    cmocka_unit_test(test_cloudevent_binary_drift),
 	    cmocka_unit_test(test_cloudevent_errors),
 	    cmocka_unit_test(test_cdevents_change_merged),

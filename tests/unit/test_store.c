@@ -153,12 +153,18 @@ static void iso(int64_t ms, char *buf, size_t len)
 
 /* ---- open ---- */
 
+/* Takes a database back to schema 4 (before replays); the caller sets the version. */
+#define UNDO_MIGRATION_5                                                                           \
+	"DROP TABLE run_attempts; ALTER TABLE stages DROP COLUMN run_attempt;"                     \
+	" ALTER TABLE stages DROP COLUMN first_attempt;"                                           \
+	" ALTER TABLE stage_attempts DROP COLUMN run_attempt;"
+
 static void test_open_creates_schema_and_wal(void **state)
 {
 	struct fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
 	const char *tables[] = {"events",  "runs",   "stages",	   "stage_attempts",
 				"outputs", "outbox", "stage_procs"};
 	for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
@@ -597,7 +603,7 @@ static void test_run_json_shape(void **state)
 
 	json_t *j = store_run_json(f->store, in.id);
 	assert_non_null(j);
-	assert_int_equal(json_object_size(j), 11);
+	assert_int_equal(json_object_size(j), 13);
 	assert_true(json_is_integer(json_object_get(j, "id")));
 	assert_int_equal(json_integer_value(json_object_get(j, "id")), in.id);
 	assert_json_string(j, "pipeline", "pr");
@@ -614,7 +620,7 @@ static void test_run_json_shape(void **state)
 	assert_true(json_is_array(stages));
 	assert_int_equal(json_array_size(stages), 2);
 	json_t *s0 = json_array_get(stages, 0);
-	assert_int_equal(json_object_size(s0), 7);
+	assert_int_equal(json_object_size(s0), 9);
 	assert_json_string(s0, "name", "unit");
 	assert_json_string(s0, "status", "failed");
 	assert_int_equal(json_integer_value(json_object_get(s0, "attempt")), 2);
@@ -1214,7 +1220,8 @@ static void test_migrates_version_1(void **state)
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(
 	    sqlite3_exec(db,
-			 "DROP TABLE stage_procs; DROP INDEX events_held; DROP TABLE probe;"
+			 UNDO_MIGRATION_5
+			 "DROP TABLE probe; DROP TABLE stage_procs; DROP INDEX events_held;"
 			 " ALTER TABLE events DROP COLUMN held; PRAGMA user_version = 1",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1222,7 +1229,7 @@ static void test_migrates_version_1(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
 	sqlite3_close(db);
 	struct store_stage_proc p = sample_proc(run, "build", 4101, 42);
@@ -1248,6 +1255,7 @@ static void test_migrates_version_2(void **state)
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(
 	    sqlite3_exec(db,
+			 UNDO_MIGRATION_5
 			 "DROP TABLE outbox;"
 			 "CREATE TABLE outbox ("
 			 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -1266,7 +1274,7 @@ static void test_migrates_version_2(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
 	assert_raw_text(db, "SELECT typeof(key) FROM outbox WHERE id = 1", "blob");
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_v3'"),
 			 0);
