@@ -221,11 +221,27 @@ rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req, struct event
 	return h;
 }
 
+enum event_outcome admin_event_read(struct admin *ad, struct evhttp_request *req, const char *data,
+				    size_t len, rd_kafka_headers_t **headers, json_t **ev,
+				    char *err, size_t err_len)
+{
+	struct event_header views[32];
+	size_t n_views;
+	*headers = admin_event_headers(req, views, &n_views, ARRAY_LEN(views));
+	struct event_input input = {.headers = views,
+				    .n_headers = n_views,
+				    .payload = data,
+				    .payload_len = len,
+				    .received_at_ms = now_ms()};
+	struct event_options opt;
+	config_event_options(ad->agent->cfg, &opt);
+	return event_normalize(&input, &opt, ev, err, err_len);
+}
+
 static void admin_post_event(struct admin *ad, struct evhttp_request *req,
 			     const struct admin_path *match)
 {
 	(void)match;
-	struct agent *a = ad->agent;
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(body);
 	const char *data = (const char *)evbuffer_pullup(body, -1);
@@ -233,20 +249,11 @@ static void admin_post_event(struct admin *ad, struct evhttp_request *req,
 		admin_reply_error(req, 400, "empty body");
 		return;
 	}
-	struct event_header views[32];
-	size_t n_views;
-	rd_kafka_headers_t *headers = admin_event_headers(req, views, &n_views, ARRAY_LEN(views));
-	/* The record is keyed by repository so one repository's events stay in order. */
-	struct event_input input = {.headers = views,
-				    .n_headers = n_views,
-				    .payload = data,
-				    .payload_len = len,
-				    .received_at_ms = now_ms()};
-	struct event_options opt;
-	config_event_options(a->cfg, &opt);
+	rd_kafka_headers_t *headers;
 	json_t *ev = NULL;
 	char err[256];
-	event_normalize(&input, &opt, &ev, err, sizeof err);
+	admin_event_read(ad, req, data, len, &headers, &ev, err, sizeof err);
+	/* The record is keyed by repository so one repository's events stay in order. */
 	admin_produce_event(ad, req, data, len, headers,
 			    json_string_value(json_object_get(ev, "repo")));
 	json_decref(ev);

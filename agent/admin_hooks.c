@@ -219,23 +219,14 @@ static const char *hook_peer(struct evhttp_request *req, uint16_t *port)
  * repository, as the same event arriving through Kafka or POST
  * /api/v1/events is), ignored, or refused.
  */
-static enum hook_outcome hook_accept(struct admin_hooks *h, struct admin *ad, enum hook_provider p,
+static enum hook_outcome hook_accept(struct admin *ad, enum hook_provider p,
 				     struct evhttp_request *req, const char *body, size_t len)
 {
-	struct agent *a = h->agent;
-	struct event_header views[32];
-	size_t n_views;
-	rd_kafka_headers_t *headers = admin_event_headers(req, views, &n_views, ARRAY_LEN(views));
-	struct event_input input = {.headers = views,
-				    .n_headers = n_views,
-				    .payload = body,
-				    .payload_len = len,
-				    .received_at_ms = now_ms()};
-	struct event_options opt;
-	config_event_options(a->cfg, &opt);
+	rd_kafka_headers_t *headers;
 	json_t *ev = NULL;
 	char err[256];
-	enum event_outcome rc = event_normalize(&input, &opt, &ev, err, sizeof err);
+	enum event_outcome rc =
+	    admin_event_read(ad, req, body, len, &headers, &ev, err, sizeof err);
 	const char *source = json_string_value(json_object_get(ev, "source"));
 	enum hook_outcome outcome;
 	if (rc == EVENT_OK && source != NULL && strcmp(source, provider_names[p]) == 0) {
@@ -333,7 +324,7 @@ static enum hook_outcome hook_handle(struct admin_hooks *h, struct admin *ad, en
 		admin_reply_error(req, 400, "X-Gitlab-Event is missing");
 		return HOOK_MALFORMED;
 	}
-	return hook_accept(h, ad, p, req, body, len);
+	return hook_accept(ad, p, req, body, len);
 }
 
 void admin_hooks_route(struct admin_hooks *h, struct admin *ad, struct evhttp_request *req,

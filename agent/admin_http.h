@@ -32,6 +32,16 @@ rd_kafka_headers_t *admin_event_headers(struct evhttp_request *req, struct event
 					size_t *n_views, size_t max_views);
 
 /*
+ * Reads a request carrying an event: *headers gets its record headers (as
+ * admin_event_headers; the caller owns them) and *ev its canonical event (a
+ * new reference, or NULL when it does not normalize, err then says why).
+ * Returns event_normalize's outcome.
+ */
+enum event_outcome admin_event_read(struct admin *ad, struct evhttp_request *req, const char *data,
+				    size_t len, rd_kafka_headers_t **headers, json_t **ev,
+				    char *err, size_t err_len);
+
+/*
  * Produces data with headers (taken in every case) to the events topic
  * under key (may be NULL) and answers 202 {topic, partition, offset, key}
  * once Kafka acknowledged the record, 503 when it refused it or the agent

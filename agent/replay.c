@@ -421,22 +421,13 @@ static int check_spawn(struct replay_check *c, const char *url, char *err, size_
 	char *mirror = workspace_mirror_path(a->cfg->state_dir, c->repo);
 	const char *argv[] = {"/bin/sh", "-c",	 check_script, "drover-replay-check",
 			      url,	 mirror, c->sha,       NULL};
-	char *path_env =
-	    xasprintf("PATH=%s", getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
-	char *home_env = xasprintf("HOME=%s", getenv("HOME") != NULL ? getenv("HOME") : "/");
-	const char *envp[] = {path_env,
-			      home_env,
-			      "GIT_TERMINAL_PROMPT=0",
-			      "GIT_ALLOW_PROTOCOL=file:git:http:https:ssh",
-			      "GIT_CONFIG_NOSYSTEM=1",
-			      "LANG=C",
-			      NULL};
-	struct proc_spec spec = {.argv = argv, .envp = envp};
+	struct workspace_git_env env;
+	workspace_git_env_init(&env);
+	struct proc_spec spec = {.argv = argv, .envp = env.envp};
 	char perr[256];
 	c->proc = proc_spawn(a->procs, &spec, check_on_output, check_on_exit, c, perr, sizeof perr);
 	free(mirror);
-	free(path_env);
-	free(home_env);
+	workspace_git_env_clear(&env);
 	if (c->proc == NULL) {
 		snprintf(err, err_len, "the commit check could not start: %s", perr);
 		return -1;

@@ -113,6 +113,29 @@ static void workspace_on_exit(void *arg, int exit_code, int term_signal)
 	free(job);
 }
 
+void workspace_git_env_init(struct workspace_git_env *e)
+{
+	/* git must not prompt, and must not follow odd transports from a URL. */
+	const char *path = getenv("PATH"), *home = getenv("HOME");
+	e->path = xasprintf("PATH=%s", path != NULL ? path : "/usr/bin:/bin");
+	e->home = xasprintf("HOME=%s", home != NULL ? home : "/");
+	const char *envp[] = {e->path,
+			      e->home,
+			      "GIT_TERMINAL_PROMPT=0",
+			      "GIT_ALLOW_PROTOCOL=file:git:http:https:ssh",
+			      "GIT_CONFIG_NOSYSTEM=1",
+			      "LANG=C",
+			      NULL};
+	_Static_assert(sizeof envp <= sizeof e->envp, "workspace_git_env.envp is too small");
+	memcpy(e->envp, envp, sizeof envp);
+}
+
+void workspace_git_env_clear(struct workspace_git_env *e)
+{
+	free(e->path);
+	free(e->home);
+}
+
 struct workspace_job *workspace_checkout(struct agent *a, const char *repo, const char *url,
 					 const char *sha, const char *branch, const char *dest,
 					 struct stagelog *log, workspace_done_cb cb, void *arg)
@@ -135,24 +158,14 @@ struct workspace_job *workspace_checkout(struct agent *a, const char *repo, cons
 			      branch != NULL ? branch : "",
 			      job->sha_file,
 			      NULL};
-	/* git must not prompt, and must not follow odd transports from a URL. */
-	char *path_env =
-	    xasprintf("PATH=%s", getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
-	char *home_env = xasprintf("HOME=%s", getenv("HOME") != NULL ? getenv("HOME") : "/");
-	const char *envp[] = {path_env,
-			      home_env,
-			      "GIT_TERMINAL_PROMPT=0",
-			      "GIT_ALLOW_PROTOCOL=file:git:http:https:ssh",
-			      "GIT_CONFIG_NOSYSTEM=1",
-			      "LANG=C",
-			      NULL};
-	struct proc_spec spec = {.argv = argv, .envp = envp};
+	struct workspace_git_env env;
+	workspace_git_env_init(&env);
+	struct proc_spec spec = {.argv = argv, .envp = env.envp};
 	char err[256];
 	job->proc = proc_spawn(a->procs, &spec, workspace_on_output, workspace_on_exit, job, err,
 			       sizeof err);
 	free(mirror);
-	free(path_env);
-	free(home_env);
+	workspace_git_env_clear(&env);
 	if (job->proc == NULL) {
 		stagelog_printf(log, "checkout could not start: %s", err);
 		free(job->sha_file);

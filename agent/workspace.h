@@ -31,6 +31,18 @@ void workspace_cancel(struct workspace_job *job);
  * still killed and reaped. Frees the job. */
 void workspace_abandon(struct workspace_job *job);
 
+/*
+ * The environment of drover's git processes: PATH and HOME from the agent,
+ * no prompt, no system config, only the file, git, http(s) and ssh
+ * transports. envp is NULL-terminated; clear frees what init made.
+ */
+struct workspace_git_env {
+	char *path, *home; /* owned "PATH=..." and "HOME=..." */
+	const char *envp[8];
+};
+void workspace_git_env_init(struct workspace_git_env *e);
+void workspace_git_env_clear(struct workspace_git_env *e);
+
 /* Where a repository's mirror lives (caller frees). */
 char *workspace_mirror_path(const char *state_dir, const char *repo);
 
