@@ -80,6 +80,7 @@ void replay_plan_clear(struct replay_plan *plan)
 
 /* ---- drover_replays_total ---- */
 
+/* drover_replays_total{via,outcome} (registered by the first call; NULL without metrics). */
 static struct metric_family *replays_family(struct agent *a)
 {
 	return metric_family_new(&a->metrics, METRIC_COUNTER, "drover_replays_total",
@@ -572,6 +573,11 @@ int replayer_start(struct replayer *r, int64_t run_id, const struct replay_reque
 		snprintf(err, err_len, "the agent is stopping");
 		replays_count_answer(a, req->is_via_kafka, REPLAY_UNAVAILABLE);
 		return REPLAY_UNAVAILABLE;
+	}
+	if (req->is_force && !req->is_via_kafka) {
+		snprintf(err, err_len, "force applies only to a replay via Kafka");
+		replays_count_answer(a, false, REPLAY_BAD_REQUEST);
+		return REPLAY_BAD_REQUEST;
 	}
 	for (struct replay_check *c = r->checks; c != NULL; c = c->next) {
 		if (c->plan.run_id == run_id) {

@@ -431,6 +431,11 @@ static void test_replayer_refusals(void **state)
 	assert_non_null(strstr(err, "is still queued"));
 
 	int64_t failed = insert_one_stage_run(f->store, "ev-2", STATUS_FAILED);
+	req.is_force = true;
+	assert_int_equal(replayer_start(r, failed, &req, never_called, NULL, err, sizeof err),
+			 REPLAY_BAD_REQUEST);
+	assert_string_equal(err, "force applies only to a replay via Kafka");
+	req.is_force = false;
 	struct store_replay_command sent = {.id = "drover-replay-x-2-a2",
 					    .run_id = failed,
 					    .attempt = 2,
@@ -451,7 +456,7 @@ static void test_replayer_refusals(void **state)
 			 REPLAY_ACCEPTED);
 
 	char *text = metrics_render(&a.metrics);
-	assert_non_null(strstr(text, "drover_replays_total{via=\"api\",outcome=\"refused\"} 2\n"));
+	assert_non_null(strstr(text, "drover_replays_total{via=\"api\",outcome=\"refused\"} 3\n"));
 	assert_non_null(
 	    strstr(text, "drover_replays_total{via=\"kafka\",outcome=\"refused\"} 1\n"));
 	assert_non_null(strstr(text, "drover_replays_total{via=\"kafka\",outcome=\"sent\"} 0\n"));
