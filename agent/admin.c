@@ -345,7 +345,7 @@ static void admin_replay_done(void *arg, int code, json_t *reply)
 
 /*
  * Body {"stages":[..],"downstream":bool,"all":bool,"latest_pipeline":bool,
- * "via_kafka":bool,"reason":"..","requested_by":".."} (every field
+ * "via_kafka":bool,"force":bool,"reason":"..","requested_by":".."} (every field
  * optional). The answer waits for the check that the run's commit still
  * exists (and, via Kafka, for Kafka's acknowledgement of the command): 202
  * {"id","attempt","stages"[,"command","topic","partition","offset"]}, or
@@ -361,7 +361,8 @@ static void admin_post_replay(struct admin *ad, struct evhttp_request *req,
 			      : json_object();
 	json_t *stages = json_object_get(doc, "stages");
 	json_t *reason = json_object_get(doc, "reason"), *by = json_object_get(doc, "requested_by");
-	static const char *const flags[] = {"downstream", "all", "latest_pipeline", "via_kafka"};
+	static const char *const flags[] = {"downstream", "all", "latest_pipeline", "via_kafka",
+					    "force"};
 	bool is_ok = json_is_object(doc) && (stages == NULL || json_is_array(stages)) &&
 		     (reason == NULL || json_is_string(reason)) &&
 		     (by == NULL || json_is_string(by));
@@ -379,6 +380,7 @@ static void admin_post_replay(struct admin *ad, struct evhttp_request *req,
 		admin_reply_error(req, 400,
 				  "the body must be {\"stages\": [names], \"downstream\": bool, "
 				  "\"all\": bool, \"latest_pipeline\": bool, \"via_kafka\": bool, "
+				  "\"force\": bool, "
 				  "\"reason\": \"...\", \"requested_by\": \"...\"}");
 		goto out;
 	}
@@ -389,6 +391,7 @@ static void admin_post_replay(struct admin *ad, struct evhttp_request *req,
 	    .is_all = json_is_true(json_object_get(doc, "all")),
 	    .is_latest_pipeline = json_is_true(json_object_get(doc, "latest_pipeline")),
 	    .is_via_kafka = json_is_true(json_object_get(doc, "via_kafka")),
+	    .is_force = json_is_true(json_object_get(doc, "force")),
 	    .reason = json_string_value(reason),
 	    .requested_by = by != NULL ? json_string_value(by) : "admin API",
 	};

@@ -75,7 +75,7 @@ static const struct cli_command_info cli_commands[] = {
     [CMD_CANCEL] = {"cancel", "drover cancel [-c FILE] [--reason TEXT] RUN", 1, 1, "one run id"},
     [CMD_REPLAY] = {"replay",
 		    "drover replay [-c FILE] [--stage S]... [--downstream] [--all] "
-		    "[--latest-pipeline] [--via-kafka] [--reason TEXT] RUN",
+		    "[--latest-pipeline] [--via-kafka [--force]] [--reason TEXT] RUN",
 		    1, 1, "one run id"},
     [CMD_VALIDATE] = {"validate", "drover validate [-c FILE] FILE|DIR...", 1, SIZE_MAX,
 		      "at least one pipeline file or directory"},
@@ -94,6 +94,7 @@ enum cli_flag {
 	FLAG_ALL,
 	FLAG_LATEST_PIPELINE,
 	FLAG_VIA_KAFKA,
+	FLAG_FORCE,
 	FLAG_GITHUB_EVENT,
 	FLAG_AZURE,
 	FLAG_CLOUDEVENT,
@@ -131,6 +132,7 @@ static const struct cli_flag_info cli_flags[] = {
     {FLAG_ALL, "all", 0, false, ON(CMD_REPLAY)},
     {FLAG_LATEST_PIPELINE, "latest-pipeline", 0, false, ON(CMD_REPLAY)},
     {FLAG_VIA_KAFKA, "via-kafka", 0, false, ON(CMD_REPLAY)},
+    {FLAG_FORCE, "force", 0, false, ON(CMD_REPLAY)},
     {FLAG_GITHUB_EVENT, "github-event", 0, true, ON(CMD_EMIT) | ON(CMD_PLAN)},
     {FLAG_AZURE, "azure", 0, false, ON(CMD_EMIT) | ON(CMD_PLAN)},
     {FLAG_CLOUDEVENT, "cloudevent", 0, false, ON(CMD_EMIT) | ON(CMD_PLAN)},
@@ -238,6 +240,9 @@ static int cli_apply_flag(struct cli_args *args, const struct cli_flag_info *f, 
 		return 0;
 	case FLAG_VIA_KAFKA:
 		args->is_via_kafka = true;
+		return 0;
+	case FLAG_FORCE:
+		args->is_force = true;
 		return 0;
 	case FLAG_GITHUB_EVENT:
 		if (!cli_is_header_token(v)) {
@@ -1460,6 +1465,8 @@ static int cmd_replay(const struct cli_args *args, const struct config *cfg)
 				args->is_latest_pipeline, "requested_by", by);
 	if (req != NULL && args->is_via_kafka)
 		json_object_set_new(req, "via_kafka", json_true());
+	if (req != NULL && args->is_force)
+		json_object_set_new(req, "force", json_true());
 	if (req != NULL && args->reason != NULL)
 		is_text =
 		    json_object_set_new(req, "reason", json_string(args->reason)) == 0 && is_text;

@@ -52,6 +52,7 @@ struct cli_args {
 	const char **stages;
 	size_t n_stages;
 	bool is_downstream, is_all, is_latest_pipeline, is_via_kafka;
+	bool is_force; /* replay --via-kafka --force */
 };
 
 /*

@@ -17,6 +17,7 @@
 #include "agent.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "proc.h"
 #include "scheduler.h"
@@ -75,6 +76,31 @@ void replay_plan_clear(struct replay_plan *plan)
 	free(plan->reason);
 	free(plan->requested_by);
 	memset(plan, 0, sizeof *plan);
+}
+
+/* ---- drover_replays_total ---- */
+
+/* drover_replays_total{via,outcome} (registered by the first call; NULL without metrics). */
+static struct metric_family *replays_family(struct agent *a)
+{
+	return metric_family_new(&a->metrics, METRIC_COUNTER, "drover_replays_total",
+				 "Replay requests answered and replay commands executed, by way "
+				 "and outcome",
+				 (const char *[]){"via", "outcome", NULL}, NULL, 0, 0);
+}
+
+static void replays_count(struct agent *a, const char *via, const char *outcome)
+{
+	metric_add(replays_family(a), (const char *[]){via, outcome}, 1);
+}
+
+/* The side asked: an answer with its HTTP code. */
+static void replays_count_answer(struct agent *a, bool is_via_kafka, int code)
+{
+	const char *outcome = code == REPLAY_ACCEPTED ? (is_via_kafka ? "sent" : "queued")
+			      : code < 500	      ? "refused"
+						      : "failed";
+	replays_count(a, is_via_kafka ? "kafka" : "api", outcome);
 }
 
 /* ---- selection ---- */
@@ -181,6 +207,20 @@ static const struct store_stage *stage_find(const struct store_stage *stages, si
 	return NULL;
 }
 
+/* Whether run's event is held (recorded, its offset commit not acknowledged yet). */
+static bool replay_run_is_held(struct agent *a, const struct store_run *run)
+{
+	struct store_held_event *held = NULL;
+	size_t n = 0;
+	bool is_held = false;
+	if (run->event_id == NULL || store_events_held(a->store, &held, &n) != 0)
+		return false;
+	for (size_t i = 0; i < n && !is_held; i++)
+		is_held = strcmp(held[i].id, run->event_id) == 0;
+	store_held_events_free(held, n);
+	return is_held;
+}
+
 /*
  * Decides the replay of run_id from the store: the plan, and what the
  * commit check needs (*repo, *sha, *url: all NULL when the pipeline checks
@@ -208,6 +248,14 @@ static int replay_plan_make(struct agent *a, int64_t run_id, const struct replay
 	if (store_run_load(a->store, run_id, &run, &stages, &n) != 0) {
 		snprintf(err, err_len, "run %lld cannot be read from the store", (long long)run_id);
 		return REPLAY_FAILED;
+	}
+	if (!status_is_terminal(run.status) && replay_run_is_held(a, &run)) {
+		snprintf(err, err_len,
+			 "run %lld has not started: its event is not yet committed to Kafka; try "
+			 "again in a moment",
+			 (long long)run_id);
+		rc = REPLAY_CONFLICT;
+		goto out;
 	}
 	if (!status_is_terminal(run.status)) {
 		snprintf(err, err_len,
@@ -329,6 +377,17 @@ static void check_unlink(struct replay_check *c)
 
 static void check_produce(struct replay_check *c);
 
+/* Gives the caller its answer (when it is still there) and counts it. */
+static void check_answer(struct replay_check *c, int code, json_t *reply)
+{
+	if (c->r != NULL)
+		replays_count_answer(c->r->agent, c->plan.is_via_kafka, code);
+	if (c->cb != NULL)
+		c->cb(c->arg, code, reply);
+	else
+		json_decref(reply);
+}
+
 /* Hands the plan to the scheduler and tells the caller; frees the check. */
 static void check_apply(struct replay_check *c)
 {
@@ -346,12 +405,12 @@ static void check_apply(struct replay_check *c)
 			 (long long)c->plan.run_id, attempt,
 			 c->plan.requested_by != NULL ? c->plan.requested_by : "-",
 			 c->plan.reason != NULL ? c->plan.reason : "no reason given");
-		c->cb(c->arg, REPLAY_ACCEPTED,
-		      json_pack("{s:I,s:i,s:O}", "id", (json_int_t)c->plan.run_id, "attempt",
-				attempt, "stages", c->plan.stages));
+		check_answer(c, REPLAY_ACCEPTED,
+			     json_pack("{s:I,s:i,s:O}", "id", (json_int_t)c->plan.run_id, "attempt",
+				       attempt, "stages", c->plan.stages));
 	} else {
 		log_warn("replay: run %lld refused: %s", (long long)c->plan.run_id, err);
-		c->cb(c->arg, rc, json_pack("{s:s}", "error", err));
+		check_answer(c, rc, json_pack("{s:s}", "error", err));
 	}
 	check_free(c);
 }
@@ -404,7 +463,7 @@ static void check_on_exit(void *arg, int exit_code, int term_signal)
 	}
 	log_warn("replay: run %lld refused: %s", (long long)c->plan.run_id, err);
 	check_unlink(c);
-	c->cb(c->arg, code, json_pack("{s:s}", "error", err));
+	check_answer(c, code, json_pack("{s:s}", "error", err));
 	check_free(c);
 }
 
@@ -439,6 +498,14 @@ struct replayer *replayer_new(struct agent *a)
 {
 	struct replayer *r = xcalloc(1, sizeof *r);
 	r->agent = a;
+	/* Every series at 0, so that a scrape lists them all. */
+	static const char *const series[][2] = {
+	    {"api", "queued"},	 {"api", "refused"},	       {"api", "failed"},
+	    {"kafka", "sent"},	 {"kafka", "refused"},	       {"kafka", "failed"},
+	    {"kafka", "queued"}, {"kafka", "command_refused"}, {"kafka", "duplicate"}};
+	struct metric_family *f = replays_family(a);
+	for (size_t i = 0; i < ARRAY_LEN(series); i++)
+		metric_add(f, series[i], 0);
 	return r;
 }
 
@@ -465,18 +532,58 @@ void replayer_free(struct replayer *r)
 	free(r);
 }
 
+/*
+ * Via Kafka: refuses (409) a request for an attempt a command was already
+ * sent for, unless is_force; sets plan->n_sent (the new command's id).
+ */
+static int replay_check_sent(struct agent *a, struct replay_plan *plan, bool is_force, char *err,
+			     size_t err_len)
+{
+	struct store_replay_command last;
+	int n = 0;
+	if (store_replay_command_last(a->store, plan->run_id, plan->expected_attempt, &last, &n) !=
+	    0) {
+		snprintf(err, err_len, "the replay commands of run %lld cannot be read",
+			 (long long)plan->run_id);
+		return REPLAY_FAILED;
+	}
+	int rc = 0;
+	if (n > 0 && !is_force) {
+		char when[40];
+		time_format_iso8601(last.sent_at, when, sizeof when);
+		snprintf(err, err_len,
+			 "replay command %s (attempt %d of run %lld) was already sent at %s to "
+			 "%s[%d]@%lld: a second would be dropped as a duplicate; if it went to "
+			 "another agent or was refused, use --force (\"force\": true) for a new id",
+			 last.id, plan->expected_attempt, (long long)plan->run_id, when,
+			 last.topic != NULL ? last.topic : "?", (int)last.partition,
+			 (long long)last.offset);
+		rc = REPLAY_CONFLICT;
+	}
+	plan->n_sent = n;
+	store_replay_command_clear(&last);
+	return rc;
+}
+
 int replayer_start(struct replayer *r, int64_t run_id, const struct replay_request *req,
 		   replay_done_cb cb, void *arg, char *err, size_t err_len)
 {
 	struct agent *a = r->agent;
 	if (a->is_stopping) {
 		snprintf(err, err_len, "the agent is stopping");
+		replays_count_answer(a, req->is_via_kafka, REPLAY_UNAVAILABLE);
 		return REPLAY_UNAVAILABLE;
+	}
+	if (req->is_force && !req->is_via_kafka) {
+		snprintf(err, err_len, "force applies only to a replay via Kafka");
+		replays_count_answer(a, false, REPLAY_BAD_REQUEST);
+		return REPLAY_BAD_REQUEST;
 	}
 	for (struct replay_check *c = r->checks; c != NULL; c = c->next) {
 		if (c->plan.run_id == run_id) {
 			snprintf(err, err_len, "a replay of run %lld is already being prepared",
 				 (long long)run_id);
+			replays_count_answer(a, req->is_via_kafka, REPLAY_CONFLICT);
 			return REPLAY_CONFLICT;
 		}
 	}
@@ -487,10 +594,13 @@ int replayer_start(struct replayer *r, int64_t run_id, const struct replay_reque
 	strbuf_init(&c->out);
 	char *url = NULL;
 	int rc = replay_plan_make(a, run_id, req, &c->plan, &c->repo, &c->sha, &url, err, err_len);
+	if (rc == 0 && req->is_via_kafka)
+		rc = replay_check_sent(a, &c->plan, req->is_force, err, err_len);
 	if (rc == 0 && c->sha != NULL && check_spawn(c, url, err, err_len) != 0)
 		rc = REPLAY_FAILED;
 	free(url);
 	if (rc != 0) {
+		replays_count_answer(a, req->is_via_kafka, rc);
 		check_free(c);
 		return rc;
 	}
@@ -567,8 +677,11 @@ static json_t *command_build(struct agent *a, const struct replay_plan *plan, co
 	    plan->requested_by != NULL ? json_string(plan->requested_by) : json_null(), "snapshot",
 	    "pipeline", run.pipeline, "sha", run.sha != NULL ? json_string(run.sha) : json_null(),
 	    "event", event, "definition", definition, "stages", snap_stages, "outputs", outputs);
-	*id = xasprintf("drover-replay-%s-%lld-a%d", agent, (long long)plan->run_id,
-			plan->expected_attempt);
+	*id = plan->n_sent == 0
+		  ? xasprintf("drover-replay-%s-%lld-a%d", agent, (long long)plan->run_id,
+			      plan->expected_attempt)
+		  : xasprintf("drover-replay-%s-%lld-a%d-r%d", agent, (long long)plan->run_id,
+			      plan->expected_attempt, plan->n_sent + 1);
 	char *source = xasprintf("/drover/%s", agent);
 	ce = data == NULL ? NULL
 			  : json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "specversion", "1.0", "type",
@@ -592,21 +705,38 @@ static void check_delivered(void *arg, rd_kafka_resp_err_t err, int32_t partitio
 	struct replay_check *c = arg;
 	if (c->r != NULL)
 		check_unlink(c);
+	if (c->r != NULL && err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* Remembered, so that a second request for this attempt is refused. */
+		struct agent *a = c->r->agent;
+		struct store_replay_command sent = {.id = c->command_id,
+						    .run_id = c->plan.run_id,
+						    .attempt = c->plan.expected_attempt,
+						    .sent_at = now_ms(),
+						    .topic = a->cfg->kafka.events_topic,
+						    .partition = partition,
+						    .offset = offset};
+		if (store_replay_command_add(a->store, &sent) != 0)
+			log_warn("replay: command %s could not be recorded: a second request for "
+				 "run %lld attempt %d is not refused",
+				 c->command_id, (long long)c->plan.run_id,
+				 c->plan.expected_attempt);
+	}
 	if (c->cb != NULL) {
 		struct agent *a = c->r->agent;
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			log_info("replay: run %lld: command %s on %s[%d]@%lld",
 				 (long long)c->plan.run_id, c->command_id,
 				 a->cfg->kafka.events_topic, (int)partition, (long long)offset);
-			c->cb(c->arg, REPLAY_ACCEPTED,
-			      json_pack(
-				  "{s:I,s:i,s:O,s:s,s:s,s:i,s:I}", "id", (json_int_t)c->plan.run_id,
-				  "attempt", c->plan.expected_attempt, "stages", c->plan.stages,
-				  "command", c->command_id, "topic", a->cfg->kafka.events_topic,
-				  "partition", (int)partition, "offset", (json_int_t)offset));
+			check_answer(c, REPLAY_ACCEPTED,
+				     json_pack("{s:I,s:i,s:O,s:s,s:s,s:i,s:I}", "id",
+					       (json_int_t)c->plan.run_id, "attempt",
+					       c->plan.expected_attempt, "stages", c->plan.stages,
+					       "command", c->command_id, "topic",
+					       a->cfg->kafka.events_topic, "partition",
+					       (int)partition, "offset", (json_int_t)offset));
 		} else {
-			c->cb(c->arg, REPLAY_UNAVAILABLE,
-			      json_pack("{s:s}", "error", rd_kafka_err2str(err)));
+			check_answer(c, REPLAY_UNAVAILABLE,
+				     json_pack("{s:s}", "error", rd_kafka_err2str(err)));
 		}
 	}
 	check_free(c);
@@ -643,8 +773,8 @@ static void check_produce(struct replay_check *c)
 	free(agent);
 	check_unlink(c);
 	log_warn("replay: run %lld via Kafka refused: %s", (long long)c->plan.run_id, err);
-	c->cb(c->arg, text != NULL ? REPLAY_UNAVAILABLE : REPLAY_FAILED,
-	      json_pack("{s:s}", "error", err));
+	check_answer(c, text != NULL ? REPLAY_UNAVAILABLE : REPLAY_FAILED,
+		     json_pack("{s:s}", "error", err));
 	check_free(c);
 }
 
@@ -773,8 +903,10 @@ int replay_admit(struct agent *a, const char *id, const json_t *ev, const char *
 	free(agent_id);
 	*run_id = 0;
 	*is_refused = false;
-	if (store_event_exists(a->store, id))
+	if (store_event_exists(a->store, id)) {
+		replays_count(a, "kafka", "duplicate");
 		return -2;
+	}
 	if (is_mine) {
 		/* The run is this agent's: a new attempt of it once the event is released. */
 		int rc = store_event_insert_held(a->store, id, ev, "accepted", NULL, topic,
@@ -813,6 +945,7 @@ int replay_admit(struct agent *a, const char *id, const json_t *ev, const char *
 			 (long long)json_integer_value(json_object_get(r, "run_id")),
 			 origin != NULL ? origin : "?", why);
 		*is_refused = true;
+		replays_count(a, "kafka", "command_refused");
 		int rc =
 		    store_event_insert(a->store, id, ev, "refused", why, topic, partition, offset);
 		return rc < 0 ? -1 : rc == 1 ? -2 : 0;
@@ -824,6 +957,8 @@ int replay_admit(struct agent *a, const char *id, const json_t *ev, const char *
 	pipeline_free(p);
 	if (rc != 0)
 		return rc < 0 ? -1 : -2;
+	if (*run_id > 0)
+		replays_count(a, "kafka", "queued");
 	return *run_id > 0 ? 1 : -1;
 }
 
@@ -878,6 +1013,7 @@ int replay_release(struct agent *a, const char *id, int64_t *run_id)
 		*run_id = plan.run_id;
 		log_info("replay: command %s: run %lld attempt %d queued", id,
 			 (long long)plan.run_id, attempt);
+		replays_count(a, "kafka", "queued");
 	} else {
 		if (err[0] == '\0')
 			snprintf(err, sizeof err,
@@ -885,6 +1021,7 @@ int replay_release(struct agent *a, const char *id, int64_t *run_id)
 				 (long long)target);
 		log_warn("replay: command %s refused: %s", id, err);
 		a->metrics.events_refused++;
+		replays_count(a, "kafka", "command_refused");
 		rc = store_event_set_outcome(a->store, id, "refused", err);
 	}
 	replay_plan_clear(&plan);

@@ -26,6 +26,7 @@ struct replay_request {
 	bool is_all;	    /* every stage */
 	bool is_latest_pipeline;
 	bool is_via_kafka;	  /* as a command event on the events topic (see below) */
+	bool is_force;		  /* via Kafka: send although a command was sent (a new id) */
 	const char *reason;	  /* may be NULL */
 	const char *requested_by; /* may be NULL */
 };
@@ -67,6 +68,7 @@ struct replay_plan {
 	char *reason, *requested_by; /* may be NULL */
 	int expected_attempt;	     /* > 0: refused unless the run's next attempt is this */
 	bool is_via_kafka;	     /* produce a command event instead of replaying here */
+	int n_sent;		     /* via Kafka: commands sent before for this attempt */
 };
 void replay_plan_clear(struct replay_plan *plan);
 
@@ -94,12 +96,25 @@ int replayer_start(struct replayer *r, int64_t run_id, const struct replay_reque
  * drover-replay-<agent>-<run>-a<attempt>: a redelivery is a duplicate) to
  * the events topic keyed by the run's repository, and answers once Kafka
  * acknowledged it: {"id","attempt","stages","command","topic","partition",
- * "offset"}. The agent that consumes it executes it (replay_admit): the
- * one that holds the run (its agent id is the command's origin) makes a new
- * attempt of it when the event is released (replay_release); another one
- * makes a local run from the command's snapshot.
+ * "offset"}. The command is recorded (store_replay_command_add): while the
+ * run's attempt is unchanged, a second request is refused (409, naming the
+ * command and when it was sent), since the executing agent would drop it as
+ * a duplicate; with is_force it is sent with a new id (the id above with
+ * -r<n> for the n-th command of that attempt), for a command that went to
+ * another agent (the run here never gets that attempt) or was refused. The agent that consumes it
+ * executes it (replay_admit): the one that holds the run (its agent id is the command's origin)
+ * makes a new attempt of it when the event is released (replay_release); another one makes a local
+ * run from the command's snapshot.
  */
 #define REPLAY_COMMAND_TYPE "dev.cdeventsx.drover-replay.requested.0.1.0"
+
+/*
+ * drover_replays_total{via,outcome} counts both sides. The side asked:
+ * via "api" (replayed here) queued, refused (4xx), failed (5xx); via
+ * "kafka" sent (Kafka acknowledged the command), refused, failed. The side
+ * executing a command (via "kafka"): queued (its new attempt or local run),
+ * command_refused, duplicate (dropped: its id was seen before).
+ */
 
 /*
  * Intake, inside the batch's transaction: records the command event (held)

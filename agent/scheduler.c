@@ -348,7 +348,7 @@ static bool run_shares_key(const struct run *a, const struct run *b)
 	       strcmp(a->rec.lock_name, b->rec.lock_name) == 0;
 }
 
-static void run_cancel(struct run *run, const char *why);
+static bool run_cancel(struct run *run, const char *why);
 
 /* Loads the run and queues it; is_superseding: it cancels the older runs
  * of its group when its pipeline says cancel_in_progress. */
@@ -826,6 +826,15 @@ static void stage_finish(struct drover_stage *st, enum status status, const char
 	scheduler_kick(s);
 }
 
+/* An ended attempt (its end recorded or not) that its retry policy runs again. */
+static bool stage_will_retry(const struct drover_stage *st)
+{
+	enum status status = st->rec.status;
+	bool is_retryable =
+	    status == STATUS_FAILED || status == STATUS_TIMED_OUT || status == STATUS_ERROR;
+	return is_retryable && st->rec.attempt - stage_first_attempt(st) < st->def->retry.attempts;
+}
+
 /*
  * Records an ended attempt inside the pass's transaction: its outputs (read
  * from the file while the stage log is still open for complaints), the
@@ -852,10 +861,8 @@ static void stage_record_finish(struct drover_stage *st)
 	store_stage_procs_delete(a->store, run->rec.id, st->rec.name);
 	stage_record(st, "finished");
 
-	bool is_retryable =
-	    status == STATUS_FAILED || status == STATUS_TIMED_OUT || status == STATUS_ERROR;
 	int retries_used = st->rec.attempt - stage_first_attempt(st);
-	if (is_retryable && !run->is_cancelling && retries_used < st->def->retry.attempts) {
+	if (stage_will_retry(st) && !run->is_cancelling) {
 		int64_t delay = pipeline_retry_delay_ms(&st->def->retry, retries_used + 1);
 		st->rec.attempt++;
 		st->rec.status = STATUS_QUEUED;
@@ -1174,10 +1181,35 @@ static void run_prepare(struct run *run)
 	log_info("scheduler: run %lld (%s) started", (long long)run->rec.id, run->rec.pipeline);
 }
 
-static void run_cancel(struct run *run, const char *why)
+/*
+ * Every stage of the run has ended for good, though the last ends may not
+ * be recorded yet (stage_finish batches them): nothing runs, nothing waits,
+ * no retry will follow. A cancel then would only rename the stages' true
+ * result.
+ */
+static bool run_has_ended(const struct run *run)
+{
+	if (run->checkout != NULL)
+		return false;
+	for (size_t i = 0; i < run->n_stages; i++) {
+		const struct drover_stage *st = &run->stages[i];
+		if (st->is_active || !status_is_terminal(st->rec.status) ||
+		    (st->is_finish_pending && stage_will_retry(st)))
+			return false;
+	}
+	return true;
+}
+
+/* Cancels the run; false (nothing done) when every stage had already ended. */
+static bool run_cancel(struct run *run, const char *why)
 {
 	if (run->is_cancelling)
-		return;
+		return true;
+	if (run_has_ended(run)) {
+		log_info("scheduler: run %lld not cancelled (%s): every stage had already ended",
+			 (long long)run->rec.id, why);
+		return false;
+	}
 	run->is_cancelling = true;
 	run->cancel_why = xstrdup(why);
 	log_info("scheduler: cancelling run %lld: %s", (long long)run->rec.id, why);
@@ -1203,6 +1235,7 @@ static void run_cancel(struct run *run, const char *why)
 	if (is_tx)
 		store_commit(store);
 	scheduler_kick(run->s);
+	return true;
 }
 
 int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason)
@@ -1210,10 +1243,10 @@ int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason
 	for (struct run *run = s->runs; run != NULL; run = run->next) {
 		if (run->rec.id != run_id)
 			continue;
-		run_cancel(run, reason != NULL && *reason != '\0'
-				    ? reason
-				    : "requested through the admin API");
-		return 0;
+		bool is_cancelled = run_cancel(run, reason != NULL && *reason != '\0'
+							? reason
+							: "requested through the admin API");
+		return is_cancelled ? 0 : -2;
 	}
 	/* Not in memory: finished, unknown, or a held run not taken up yet. */
 	json_t *j = store_run_json(s->agent->store, run_id);

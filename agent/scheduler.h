@@ -54,8 +54,9 @@ int scheduler_recover(struct scheduler *s);
  * plugin's cancel), its stages not started are cancelled, and the run ends
  * cancelled. reason (may be NULL) goes into the stages' summaries. Returns
  * 0 when the cancel started (or was under way), -1 for an unknown run, -2
- * for a run already finished, -3 for a run this agent does not hold yet (a
- * held run, see claim.h).
+ * for a run already finished (also when every stage has ended but the run's
+ * end is not recorded yet: it ends with the stages' result, not cancelled),
+ * -3 for a run this agent does not hold yet (a held run, see claim.h).
  */
 int scheduler_run_cancel(struct scheduler *s, int64_t run_id, const char *reason);
 

@@ -45,6 +45,7 @@ struct store {
 	sqlite3_stmt *stage_proc_add, *stage_procs_delete, *stage_procs_list, *stage_procs_clear;
 	sqlite3_stmt *outbox_add, *outbox_next, *outbox_delete, *outbox_count;
 	sqlite3_stmt *runs_list[RUNS_LIST_VARIANTS];
+	sqlite3_stmt *replay_command_add, *replay_command_last;
 };
 
 /*
@@ -160,6 +161,18 @@ static const char *const migrations[] = {
      "ALTER TABLE stage_attempts ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;"),
     /* 6: one row that /readyz rewrites to prove the database takes a write. */
     "CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER NOT NULL);",
+    /*
+     * 7: replay commands this agent sent to the events topic (acknowledged by
+     * Kafka), so that a second request for the same run attempt is refused
+     * instead of being dropped as a duplicate by the executing agent.
+     */
+    ("CREATE TABLE replay_commands ("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+     " attempt INTEGER NOT NULL,"
+     " sent_at INTEGER NOT NULL,"
+     " topic TEXT, partition INTEGER, \"offset\" INTEGER);"
+     "CREATE INDEX replay_commands_run ON replay_commands (run_id, attempt);"),
 };
 
 #define RUN_COLUMNS                                                                                \
@@ -256,6 +269,13 @@ static const struct stmt_spec stmt_specs[] = {
 		      " LIMIT ?2"),
     STMT(outbox_delete, "DELETE FROM outbox WHERE id = ?1"),
     STMT(outbox_count, "SELECT count(*) FROM outbox"),
+    STMT(replay_command_add,
+	 "INSERT INTO replay_commands (id, run_id, attempt, sent_at, topic, partition, \"offset\")"
+	 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING"),
+    STMT(replay_command_last,
+	 "SELECT id, sent_at, topic, partition, \"offset\", (SELECT count(*) FROM replay_commands"
+	 " WHERE run_id = ?1 AND attempt = ?2) FROM replay_commands WHERE run_id = ?1"
+	 " AND attempt = ?2 ORDER BY sent_at DESC, rowid DESC LIMIT 1"),
 };
 
 static sqlite3_stmt **stmt_slot(struct store *s, const struct stmt_spec *spec)
@@ -1616,4 +1636,49 @@ int store_check_writable(struct store *s, char *err, size_t err_len)
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	return -1;
+}
+
+/* ---- replay commands ---- */
+
+int store_replay_command_add(struct store *s, const struct store_replay_command *c)
+{
+	sqlite3_stmt *st = s->replay_command_add;
+	if (bind_text(st, 1, c->id) || bind_int64(st, 2, c->run_id) ||
+	    sqlite3_bind_int(st, 3, c->attempt) || bind_int64(st, 4, c->sent_at) ||
+	    bind_text(st, 5, c->topic) || sqlite3_bind_int(st, 6, c->partition) ||
+	    bind_int64(st, 7, c->offset))
+		return stmt_fail(s, st, "binding a replay command");
+	return stmt_run(s, st, "recording a replay command");
+}
+
+int store_replay_command_last(struct store *s, int64_t run_id, int attempt,
+			      struct store_replay_command *last, int *n)
+{
+	sqlite3_stmt *st = s->replay_command_last;
+	memset(last, 0, sizeof *last);
+	*n = 0;
+	if (bind_int64(st, 1, run_id) || sqlite3_bind_int(st, 2, attempt))
+		return stmt_fail(s, st, "binding a replay command lookup");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		last->id = column_strdup(st, 0);
+		last->run_id = run_id;
+		last->attempt = attempt;
+		last->sent_at = sqlite3_column_int64(st, 1);
+		last->topic = column_strdup(st, 2);
+		last->partition = sqlite3_column_int(st, 3);
+		last->offset = sqlite3_column_int64(st, 4);
+		*n = sqlite3_column_int(st, 5);
+	} else if (rc != SQLITE_DONE) {
+		return stmt_fail(s, st, "looking up replay commands");
+	}
+	stmt_done(st);
+	return 0;
+}
+
+void store_replay_command_clear(struct store_replay_command *c)
+{
+	free(c->id);
+	free(c->topic);
+	memset(c, 0, sizeof *c);
 }

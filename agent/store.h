@@ -222,4 +222,22 @@ int store_outbox_delete(struct store *s, int64_t id);
 int store_outbox_delete_many(struct store *s, const int64_t *ids, size_t n);
 int64_t store_outbox_count(struct store *s);
 
+/* A replay command this agent produced to the events topic (replay.h). */
+struct store_replay_command {
+	char *id; /* owned (store_replay_command_clear) */
+	int64_t run_id;
+	int attempt; /* the run attempt the command asks for */
+	int64_t sent_at;
+	char *topic; /* owned */
+	int32_t partition;
+	int64_t offset;
+};
+/* Records a command Kafka acknowledged (an id recorded before: nothing). 0 or -1. */
+int store_replay_command_add(struct store *s, const struct store_replay_command *c);
+/* How many commands asked for attempt of run_id (*n), and the latest (*last,
+ * cleared with store_replay_command_clear; zeroed when none). 0 or -1. */
+int store_replay_command_last(struct store *s, int64_t run_id, int attempt,
+			      struct store_replay_command *last, int *n);
+void store_replay_command_clear(struct store_replay_command *c);
+
 #endif

@@ -5,7 +5,8 @@
  * parts a replay uses: run attempts (the original recorded with the run,
  * replays with who/why/what), stage attempts tagged with their run attempt
  * and numbered on, first_attempt, outputs of one stage dropped, a stage
- * forgotten with its history kept, the definition replaced.
+ * forgotten with its history kept, the definition replaced; and the
+ * replayer's refusals of a held run and of a command already sent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
+#include "agent.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "replay.h"
 #include "status.h"
@@ -347,6 +352,120 @@ static void test_store_stage_attempts(void **state)
 	store_stages_free(stages, n);
 }
 
+/* ---- the replayer's refusals (the agent's parts a refusal needs) ---- */
+
+static void never_called(void *arg, int code, json_t *reply)
+{
+	(void)arg, (void)code;
+	json_decref(reply);
+	fail_msg("a refusal answers synchronously");
+}
+
+/* Inserts a run of a one-stage pipeline (no checkout) whose stage has status. */
+static int64_t insert_one_stage_run(struct store *s, const char *event_id, enum status status)
+{
+	static const char yaml[] = "name: one\n"
+				   "on: { push: {} }\n"
+				   "checkout: false\n"
+				   "stages:\n"
+				   "  - { name: only, uses: shell, with: { run: 'true' } }\n";
+	struct diags d = {0};
+	struct pipeline *p = pipeline_load_string(yaml, strlen(yaml), "one.yml", NULL, &d);
+	diags_free(&d);
+	assert_non_null(p);
+	char *definition = json_dumps(p->definition, JSON_COMPACT);
+	struct store_run run = {.pipeline = "one",
+				.status = status == STATUS_QUEUED ? STATUS_QUEUED : STATUS_FAILED,
+				.event_id = (char *)event_id,
+				.definition = definition,
+				.created_at = 1764405300000};
+	assert_int_equal(store_run_insert(s, &run), 0);
+	struct store_stage st = {.run_id = run.id,
+				 .name = "only",
+				 .status = status,
+				 .attempt = status == STATUS_QUEUED ? 0 : 1,
+				 .exit_code = -1};
+	assert_int_equal(store_stage_insert(s, &st), 0);
+	free(definition);
+	pipeline_free(p);
+	return run.id;
+}
+
+/*
+ * A run whose event is held (recorded, its offset commit not acknowledged)
+ * is refused saying so, not "still queued"; once released (still queued) it
+ * is "still queued". Via Kafka, a run attempt a command was already sent for
+ * is refused naming the command and when (it survives in the store); with
+ * force it is accepted. Each answer is counted in drover_replays_total.
+ */
+static void test_replayer_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct agent a;
+	memset(&a, 0, sizeof a);
+	a.store = f->store;
+	a.base = event_base_new();
+	assert_non_null(a.base);
+	metrics_init(&a.metrics);
+	struct replayer *r = replayer_new(&a);
+	char err[512] = "";
+
+	json_t *body = json_pack("{s:s,s:s}", "kind", "push", "repo", "acme/app");
+	assert_int_equal(store_event_insert_held(f->store, "ev-held", body, "accepted", NULL,
+						 "drover.events", 0, 5, true),
+			 0);
+	json_decref(body);
+	int64_t held = insert_one_stage_run(f->store, "ev-held", STATUS_QUEUED);
+	struct replay_request req = {.reason = "test"};
+	assert_int_equal(replayer_start(r, held, &req, never_called, NULL, err, sizeof err),
+			 REPLAY_CONFLICT);
+	assert_non_null(strstr(err, "its event is not yet committed to Kafka; try again in a "
+				    "moment"));
+	assert_null(strstr(err, "still queued"));
+	int64_t *ids = NULL;
+	size_t n = 0;
+	assert_int_equal(store_event_release(f->store, "ev-held", &ids, &n), 0);
+	free(ids);
+	assert_int_equal(replayer_start(r, held, &req, never_called, NULL, err, sizeof err),
+			 REPLAY_CONFLICT);
+	assert_non_null(strstr(err, "is still queued"));
+
+	int64_t failed = insert_one_stage_run(f->store, "ev-2", STATUS_FAILED);
+	req.is_force = true;
+	assert_int_equal(replayer_start(r, failed, &req, never_called, NULL, err, sizeof err),
+			 REPLAY_BAD_REQUEST);
+	assert_string_equal(err, "force applies only to a replay via Kafka");
+	req.is_force = false;
+	struct store_replay_command sent = {.id = "drover-replay-x-2-a2",
+					    .run_id = failed,
+					    .attempt = 2,
+					    .sent_at = 1764405300000,
+					    .topic = "drover.events",
+					    .partition = 1,
+					    .offset = 9};
+	assert_int_equal(store_replay_command_add(f->store, &sent), 0);
+	req.is_via_kafka = true;
+	assert_int_equal(replayer_start(r, failed, &req, never_called, NULL, err, sizeof err),
+			 REPLAY_CONFLICT);
+	assert_non_null(strstr(err, "replay command drover-replay-x-2-a2 (attempt 2 of run"));
+	assert_non_null(strstr(err, "was already sent at 2025-11-29T08:35:00"));
+	assert_non_null(strstr(err, "drover.events[1]@9"));
+	assert_non_null(strstr(err, "--force"));
+	req.is_force = true;
+	assert_int_equal(replayer_start(r, failed, &req, never_called, NULL, err, sizeof err),
+			 REPLAY_ACCEPTED);
+
+	char *text = metrics_render(&a.metrics);
+	assert_non_null(strstr(text, "drover_replays_total{via=\"api\",outcome=\"refused\"} 3\n"));
+	assert_non_null(
+	    strstr(text, "drover_replays_total{via=\"kafka\",outcome=\"refused\"} 1\n"));
+	assert_non_null(strstr(text, "drover_replays_total{via=\"kafka\",outcome=\"sent\"} 0\n"));
+	free(text);
+	replayer_free(r); /* the accepted one is dropped unanswered */
+	metrics_fini(&a.metrics);
+	event_base_free(a.base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -356,6 +475,7 @@ int main(void)
 	    cmocka_unit_test(test_select_new_stage),
 	    cmocka_unit_test_setup_teardown(test_store_run_attempts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_stage_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replayer_refusals, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2120,6 +2120,114 @@ static void test_runs_leave_the_queue_when_a_slot_is_free(void **state)
 	}
 }
 
+/*
+ * A plugin standing in for the shell whose start() ends the stage at once
+ * (stage "bad" fails, any other succeeds) and then, in the same callback,
+ * cancels the run: the cancel arrives after the last stage ended but before
+ * the scheduler's next pass records that end, deterministically.
+ */
+struct racer {
+	const struct drover_host *host;
+	struct loaded_plugin *lp;
+	const struct drover_plugin *shell_desc;
+	void *shell_state;
+	struct drover_plugin desc;
+	struct harness *h;
+	int64_t run_id;
+	int cancel_rc;
+	int n_cancels;
+};
+
+static int racer_start(void *state, struct drover_stage *stage)
+{
+	struct racer *r = state;
+	bool is_bad = strcmp(r->host->stage_name(stage), "bad") == 0;
+	r->host->done(stage, is_bad ? DROVER_FAILED : DROVER_SUCCEEDED, is_bad ? "boom" : NULL);
+	r->cancel_rc = scheduler_run_cancel(r->h->a.sched, r->run_id, "late cancel");
+	r->n_cancels++;
+	return 0;
+}
+
+static void racer_install(struct harness *h, struct racer *r)
+{
+	memset(r, 0, sizeof *r);
+	r->h = h;
+	r->host = scheduler_host_services();
+	r->lp = (struct loaded_plugin *)plugin_host_find(h->a.plugins, "shell");
+	assert_non_null(r->lp);
+	r->shell_desc = r->lp->desc;
+	r->shell_state = r->lp->state;
+	r->desc = *r->shell_desc;
+	r->desc.start = racer_start;
+	r->lp->desc = &r->desc;
+	r->lp->state = r;
+}
+
+static void racer_remove(struct racer *r)
+{
+	r->lp->desc = r->shell_desc;
+	r->lp->state = r->shell_state;
+}
+
+/*
+ * A cancel after the last stage ended, before that end is recorded: the run
+ * ends with the stages' true result (succeeded, or failed) and the cancel
+ * answers "already finished" (-2). A stage whose failure its retry policy
+ * would run again has not ended for good: that cancel applies (0), and
+ * stops the retry.
+ */
+static void test_cancel_after_last_stage_ended(void **state)
+{
+	struct harness *h = *state;
+	agent_build(h, 2);
+	struct racer r;
+	racer_install(h, &r);
+	struct pipeline *ok =
+	    pipeline_add(h, "name: ok\n"
+			    "on: { push: {} }\n"
+			    "checkout: false\n"
+			    "stages:\n"
+			    "  - { name: only, uses: shell, with: { run: 'true' } }\n");
+	struct pipeline *bad =
+	    pipeline_add(h, "name: bad\n"
+			    "on: { push: {} }\n"
+			    "checkout: false\n"
+			    "stages:\n"
+			    "  - { name: bad, uses: shell, with: { run: 'false' } }\n");
+	struct pipeline *retried =
+	    pipeline_add(h, "name: retried\n"
+			    "on: { push: {} }\n"
+			    "checkout: false\n"
+			    "stages:\n"
+			    "  - { name: bad, uses: shell, retry: { attempts: 2, delay: 1s }, "
+			    "with: { run: 'false' } }\n");
+
+	r.run_id = run_start(h, ok, "one");
+	json_t *j = run_wait(h, r.run_id);
+	assert_int_equal(r.n_cancels, 1);
+	assert_int_equal(r.cancel_rc, -2);
+	assert_run_status(j, "succeeded");
+	assert_stage(j, "only", "succeeded", 1);
+	json_decref(j);
+
+	r.run_id = run_start(h, bad, "two");
+	j = run_wait(h, r.run_id);
+	assert_int_equal(r.cancel_rc, -2);
+	assert_run_status(j, "failed");
+	assert_stage(j, "bad", "failed", 1);
+	assert_string_equal(stage_summary(j, "bad"), "boom");
+	json_decref(j);
+
+	r.run_id = run_start(h, retried, "three");
+	j = run_wait(h, r.run_id);
+	assert_int_equal(r.n_cancels, 3);
+	assert_int_equal(r.cancel_rc, 0);
+	assert_run_status(j, "cancelled");
+	assert_stage(j, "bad", "failed", 1);
+	json_decref(j);
+	racer_remove(&r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2146,6 +2254,7 @@ int main(void)
 	    T(test_cancel_in_progress_queued),
 	    T(test_cancel_during_retry_delay),
 	    T(test_run_cancel),
+	    T(test_cancel_after_last_stage_ended),
 	    T(test_concurrency_group_queues),
 	    T(test_lock),
 	    T(test_recover_retries_interrupted_stage),

@@ -153,6 +153,9 @@ static void iso(int64_t ms, char *buf, size_t len)
 
 /* ---- open ---- */
 
+/* Takes a database back to schema 6 (before replay commands); the caller sets the version. */
+#define UNDO_MIGRATION_7 "DROP TABLE replay_commands;"
+
 /* Takes a database back to schema 4 (before replays); the caller sets the version. */
 #define UNDO_MIGRATION_5                                                                           \
 	"DROP TABLE run_attempts; ALTER TABLE stages DROP COLUMN run_attempt;"                     \
@@ -164,7 +167,7 @@ static void test_open_creates_schema_and_wal(void **state)
 	struct fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 7);
 	const char *tables[] = {"events",  "runs",   "stages",	   "stage_attempts",
 				"outputs", "outbox", "stage_procs"};
 	for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
@@ -1210,6 +1213,76 @@ static void test_stage_procs(void **state)
 	assert_null(out);
 }
 
+/*
+ * Replay commands: none for a run attempt, then the latest of those sent
+ * and how many; a second record of one id changes nothing; kept across a
+ * reopen (the agent's restart); per run attempt; gone with their run.
+ */
+static void test_replay_commands(void **state)
+{
+	struct fixture *f = *state;
+	int64_t run = insert_run(f->store, "ci", STATUS_FAILED, "acme/a");
+	struct store_replay_command last;
+	int n = -1;
+	assert_int_equal(store_replay_command_last(f->store, run, 2, &last, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(last.id);
+	struct store_replay_command c = {.id = "drover-replay-x-1-a2",
+					 .run_id = run,
+					 .attempt = 2,
+					 .sent_at = 1000,
+					 .topic = "drover.events",
+					 .partition = 3,
+					 .offset = 17};
+	assert_int_equal(store_replay_command_add(f->store, &c), 0);
+	assert_int_equal(store_replay_command_add(f->store, &c), 0);
+	reopen(f);
+	assert_int_equal(store_replay_command_last(f->store, run, 2, &last, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(last.id, "drover-replay-x-1-a2");
+	assert_int_equal(last.sent_at, 1000);
+	assert_string_equal(last.topic, "drover.events");
+	assert_int_equal(last.partition, 3);
+	assert_int_equal(last.offset, 17);
+	store_replay_command_clear(&last);
+	c.id = "drover-replay-x-1-a2-r2";
+	c.sent_at = 2000;
+	assert_int_equal(store_replay_command_add(f->store, &c), 0);
+	assert_int_equal(store_replay_command_last(f->store, run, 2, &last, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(last.id, "drover-replay-x-1-a2-r2");
+	store_replay_command_clear(&last);
+	assert_int_equal(store_replay_command_last(f->store, run, 3, &last, &n), 0);
+	assert_int_equal(n, 0);
+	sqlite3 *db = raw_open(f);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA foreign_keys = ON; DELETE FROM runs", NULL, NULL, NULL),
+	    SQLITE_OK);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM replay_commands"), 0);
+	sqlite3_close(db);
+}
+
+/* A database of schema version 6 gets the replay command table on open, data kept. */
+static void test_migrates_version_6(void **state)
+{
+	struct fixture *f = *state;
+	int64_t run = insert_run(f->store, "ci", STATUS_FAILED, "acme/a");
+	store_close(f->store);
+	f->store = NULL;
+	sqlite3 *db = raw_open(f);
+	assert_int_equal(
+	    sqlite3_exec(db, UNDO_MIGRATION_7 "PRAGMA user_version = 6", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	reopen(f);
+	db = raw_open(f);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 7);
+	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
+	sqlite3_close(db);
+	struct store_replay_command c = {.id = "c", .run_id = run, .attempt = 2, .sent_at = 1};
+	assert_int_equal(store_replay_command_add(f->store, &c), 0);
+}
+
 /* A database of schema version 1 (before stage_procs) is migrated on open, data kept. */
 static void test_migrates_version_1(void **state)
 {
@@ -1220,7 +1293,7 @@ static void test_migrates_version_1(void **state)
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(
 	    sqlite3_exec(db,
-			 UNDO_MIGRATION_5
+			 UNDO_MIGRATION_7 UNDO_MIGRATION_5
 			 "DROP TABLE probe; DROP TABLE stage_procs; DROP INDEX events_held;"
 			 " ALTER TABLE events DROP COLUMN held; PRAGMA user_version = 1",
 			 NULL, NULL, NULL),
@@ -1229,7 +1302,7 @@ static void test_migrates_version_1(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 7);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM runs"), 1);
 	sqlite3_close(db);
 	struct store_stage_proc p = sample_proc(run, "build", 4101, 42);
@@ -1255,7 +1328,7 @@ static void test_migrates_version_2(void **state)
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(
 	    sqlite3_exec(db,
-			 UNDO_MIGRATION_5
+			 UNDO_MIGRATION_7 UNDO_MIGRATION_5
 			 "DROP TABLE outbox;"
 			 "CREATE TABLE outbox ("
 			 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -1274,7 +1347,7 @@ static void test_migrates_version_2(void **state)
 
 	reopen(f);
 	db = raw_open(f);
-	assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+	assert_int_equal(raw_int(db, "PRAGMA user_version"), 7);
 	assert_raw_text(db, "SELECT typeof(key) FROM outbox WHERE id = 1", "blob");
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_v3'"),
 			 0);
@@ -1403,6 +1476,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrates_version_2, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replay_commands, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrates_version_6, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

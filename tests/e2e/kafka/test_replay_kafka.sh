@@ -16,11 +16,15 @@
 #     local run from its snapshot: qa and deploy run on B, build (kept, with
 #     its output) does not run anywhere, deploy sees build's output from A's
 #     run and checks out the run's commit; B's run says where it came from
-#     (`drover show`); A's run is untouched.
+#     (`drover show`); A's run is untouched. Asked again, A refuses (409,
+#     naming the command sent); with --force it sends a new command
+#     (...-a2-r2) and B makes another run of it.
 #  3. A command whose snapshot brings a definition other than B's own
 #     pipeline of that name (a command never brings code) is refused by B:
 #     logged, counted (drover_events_refused_total) and recorded as the
 #     event's outcome; a malformed one is dead-lettered.
+#  drover_replays_total counts each side: sent/refused on the agent asked,
+#  queued/duplicate/command_refused on the one executing.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_real_kafka
@@ -115,6 +119,10 @@ timeout 20 kcat -b "$KAFKA_BROKERS" -C -t "$EVENTS_TOPIC" -o beginning -e -q -f 
 cut -f2- "$T/command.rec" | kcat -b "$KAFKA_BROKERS" -P -t "$EVENTS_TOPIC" -k "$(cut -f1 "$T/command.rec")"
 slot_use A
 wait_metric drover_events_duplicate_total 1 30
+assert_eq "$(metric 'drover_replays_total{via="kafka",outcome="duplicate"}')" 1 \
+	"commands dropped as duplicates on A"
+assert_eq "$(metric 'drover_replays_total{via="kafka",outcome="queued"}') $(metric 'drover_replays_total{via="kafka",outcome="sent"}')" \
+	"1 1" "commands executed and sent by A"
 assert_eq "$(json_get attempt <<<"$(run_json "$run1")")" 2 "run attempt after the redelivery"
 assert_eq "$(ran qa a)" 2 "qa runs on A after the redelivery"
 
@@ -177,6 +185,36 @@ slot_use A
 j=$(run_json "$run2")
 assert_eq "$(json_get status <<<"$j") $(json_get attempt <<<"$j")" "failed 1" "A's run $run2 (untouched)"
 
+say "asked again, A refuses (409: the command went out; B would drop another)"
+out=$(dv replay -c "${SLOT_CFG[A]}" --via-kafka "$run2" 2>&1) && fail "a second replay --via-kafka was accepted: $out"
+assert_contains "$out" "replay command drover-replay-$a_id-$run2-a2 (attempt 2 of run $run2) was already sent" \
+	"the second replay --via-kafka"
+assert_contains "$out" "HTTP 409" "the second replay --via-kafka"
+assert_eq "$(metric 'drover_replays_total{via="kafka",outcome="refused"}')" 1 "refusals counted on A"
+
+say "--force: a new command (-r2), which B executes as another run"
+out=$(dv replay -c "${SLOT_CFG[A]}" --via-kafka --force --reason "once more" "$run2" 2>&1) ||
+	fail "drover replay --via-kafka --force of run $run2 failed: $out"
+assert_contains "$out" "command drover-replay-$a_id-$run2-a2-r2" "drover replay --via-kafka --force's line"
+assert_eq "$(metric 'drover_replays_total{via="kafka",outcome="sent"}')" 2 "commands sent by A (since its restart)"
+slot_use B
+end=$((SECONDS + 45))
+brun2=""
+while [ -z "$brun2" ]; do
+	brun2=$(runs_json | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    if r.get("event_id") == sys.argv[1]:
+        print(r["id"])
+' "drover-replay-$a_id-$run2-a2-r2")
+	[ -n "$brun2" ] || [ "$SECONDS" -lt "$end" ] || fail "B made no run of the forced command within 45 s"
+	[ -n "$brun2" ] || sleep 0.3
+done
+wait_run_status "$brun2" succeeded 45
+assert_eq "$(ran build b) $(ran qa b) $(ran deploy b)" "0 2 2" "stages run on B after the forced command"
+assert_eq "$(json_get attempts.0.reason <<<"$(run_json "$brun2")")" "once more" "reason on B's second run"
+wait_metric 'drover_replays_total{via="kafka",outcome="queued"}' 2 20
+
 say "3. B refuses a command that brings its own definition (logged, counted, recorded)"
 slot_use B
 before=$(metric drover_events_refused_total)
@@ -194,6 +232,8 @@ del bad["data"]["snapshot"]
 print(json.dumps(bad))
 ' | kcat -b "$KAFKA_BROKERS" -P -t "$EVENTS_TOPIC" -k Codertocat/Hello-World
 wait_metric drover_events_refused_total $((before + 1)) 30
+assert_eq "$(metric 'drover_replays_total{via="kafka",outcome="command_refused"}')" 1 \
+	"commands refused on B"
 wait_metric drover_events_malformed_total 1 30
 assert_eq "$(db_query B "SELECT outcome FROM events WHERE id = 'drover-replay-x-1-a2'")" refused \
 	"outcome of the refused command"
