@@ -11,7 +11,8 @@
 #    executing it would drop a second one as a duplicate;
 #  - the refusal survives a restart (the command is recorded in the store;
 #    the embedded broker loses it, as a command to another agent or a lost
-#    one would never give this run its attempt); `--force` then sends a new
+#    one would never give this run its attempt; on a real broker the agent
+#    comes back on a fresh events topic for the same reason); `--force` then sends a new
 #    command (...-a2-r2), which this agent executes: attempt 2 of the run
 #    runs and succeeds (counted via=kafka outcome=queued on the executing
 #    side);
@@ -113,6 +114,15 @@ assert_eq "$(attempt_json=$(run_json "$run"); json_get attempt <<<"$attempt_json
 
 say "restart: the broker (embedded) loses the command; the refusal is remembered"
 stop_agent
+if is_real_kafka; then
+	# A real broker keeps the command, which this agent would consume after
+	# the restart: a fresh events topic and group stand for a command that
+	# went to another agent (or was lost), as the embedded broker's is.
+	KAFKA_GROUP="$KAFKA_GROUP.after"
+	EVENTS_TOPIC="$KAFKA_GROUP.events"
+	_EVENTS_TOPIC_MADE=""
+	write_config "max_queued_runs: 1" "stop_grace: 1s"
+fi
 touch "$T/unblock"
 start_agent
 r=$(replay_out --via-kafka "$run")
