@@ -24,11 +24,21 @@
 #include "store.h"
 #include "util.h"
 
-static void agent_on_idle(void *arg)
+static void agent_on_flushed(void *arg)
 {
 	struct agent *a = arg;
 	log_info("agent: no stage running; leaving the loop");
 	event_base_loopexit(a->base, NULL);
+}
+
+/* The stages are over: plugins get to finish (each within its own bound). */
+static void agent_on_idle(void *arg)
+{
+	struct agent *a = arg;
+	if (a->plugins != NULL)
+		plugin_host_drain(a->plugins, agent_on_flushed, a);
+	else
+		agent_on_flushed(a);
 }
 
 void agent_stop(struct agent *a)

@@ -18,7 +18,15 @@ struct plugin_host {
 	const json_t *configs; /* plugin_config, borrowed; may be NULL */
 	struct loaded_plugin *items;
 	size_t n;
+	size_t n_draining; /* plugin_host_drain: flushed not called yet */
+	void (*drained)(void *arg);
+	void *drained_arg;
 };
+
+/* The first descriptor (fields up to fini): the least a plugin may hand. */
+#define PLUGIN_DESC_MIN_SIZE offsetof(struct drover_plugin, wants_notify)
+/* Whether the descriptor d (checked) has field. */
+#define PLUGIN_DESC_HAS(d, field) ((d)->size > offsetof(struct drover_plugin, field))
 
 struct plugin_host *plugin_host_new(const struct drover_host *services)
 {
@@ -61,9 +69,9 @@ static int plugin_check_descriptor(const struct drover_plugin *d, const char *ex
 			 DROVER_PLUGIN_ABI);
 		return -1;
 	}
-	if (d->size < sizeof(struct drover_plugin)) {
+	if (d->size < PLUGIN_DESC_MIN_SIZE) {
 		snprintf(err, err_len, "descriptor is %zu bytes, at least %zu needed", d->size,
-			 sizeof(struct drover_plugin));
+			 PLUGIN_DESC_MIN_SIZE);
 		return -1;
 	}
 	if (d->signature == NULL || strcmp(d->signature, DROVER_PLUGIN_SIGNATURE) != 0) {
@@ -123,9 +131,16 @@ int plugin_host_load(struct plugin_host *h, const char *path, char *err, size_t 
 		snprintf(err, err_len, "init failed");
 		goto fail;
 	}
+	bool wants_notify = desc->notify != NULL;
+	if (wants_notify && PLUGIN_DESC_HAS(desc, wants_notify) && desc->wants_notify != NULL)
+		wants_notify = desc->wants_notify(state);
 	h->items = xrealloc(h->items, (h->n + 1) * sizeof *h->items);
-	h->items[h->n++] = (struct loaded_plugin){
-	    .name = name, .path = xstrdup(path), .dl = dl, .desc = desc, .state = state};
+	h->items[h->n++] = (struct loaded_plugin){.name = name,
+						  .path = xstrdup(path),
+						  .dl = dl,
+						  .desc = desc,
+						  .state = state,
+						  .wants_notify = wants_notify};
 	return 0;
 fail:
 	dlclose(dl);
@@ -256,14 +271,38 @@ int plugin_check_with(const struct drover_plugin *desc, const json_t *with, char
 void plugin_host_notify(const struct plugin_host *h, const json_t *run_event)
 {
 	for (size_t i = 0; i < h->n; i++)
-		if (h->items[i].desc->notify != NULL)
+		if (h->items[i].wants_notify)
 			h->items[i].desc->notify(h->items[i].state, run_event);
 }
 
 bool plugin_host_has_notify(const struct plugin_host *h)
 {
 	for (size_t i = 0; i < h->n; i++)
-		if (h->items[i].desc->notify != NULL)
+		if (h->items[i].wants_notify)
 			return true;
 	return false;
+}
+
+static void plugin_host_on_flushed(void *arg)
+{
+	struct plugin_host *h = arg;
+	if (h->n_draining > 0 && --h->n_draining == 0)
+		h->drained(h->drained_arg);
+}
+
+/* Counts one more pending than there are plugins until every drain was
+ * called, so a plugin that calls flushed at once does not end it early. */
+void plugin_host_drain(struct plugin_host *h, void (*drained)(void *arg), void *arg)
+{
+	h->drained = drained;
+	h->drained_arg = arg;
+	h->n_draining = 1;
+	for (size_t i = 0; i < h->n; i++) {
+		const struct drover_plugin *d = h->items[i].desc;
+		if (PLUGIN_DESC_HAS(d, drain) && d->drain != NULL) {
+			h->n_draining++;
+			d->drain(h->items[i].state, plugin_host_on_flushed, h);
+		}
+	}
+	plugin_host_on_flushed(h);
 }

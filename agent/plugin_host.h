@@ -17,7 +17,8 @@ struct loaded_plugin {
 	char *path;
 	void *dl;
 	const struct drover_plugin *desc;
-	void *state; /* from desc->init */
+	void *state;	   /* from desc->init */
+	bool wants_notify; /* has notify, and desc->wants_notify (if any) said yes after init */
 };
 
 /* services is borrowed and must outlive the host. */
@@ -36,10 +37,13 @@ int plugin_host_load_dir(struct plugin_host *h, const char *dir);
 
 const struct loaded_plugin *plugin_host_find(const struct plugin_host *h, const char *name);
 /* Hands a run or stage event (a CloudEvent carrying a CDEvent) to every
- * plugin that has notify(). */
+ * plugin that wants notify(). */
 void plugin_host_notify(const struct plugin_host *h, const json_t *run_event);
-/* Whether any loaded plugin has notify() (report skips building its input if not). */
+/* Whether any loaded plugin wants notify() (report skips building its input if not). */
 bool plugin_host_has_notify(const struct plugin_host *h);
+/* The agent stops: calls each plugin's drain, then drained(arg) once every
+ * one of them called flushed (at once when none has drain). */
+void plugin_host_drain(struct plugin_host *h, void (*drained)(void *arg), void *arg);
 
 /* For struct plugin_catalog: arg is the plugin_host. */
 bool plugin_host_has(void *arg, const char *name);

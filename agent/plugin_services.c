@@ -2,17 +2,20 @@
  * plugin_services: a copy of the scheduler's stage services with the
  * agent-level services appended (drover/plugin.h explains ctx). Plugin
  * timers are libevent timers on the agent's base that this part owns until
- * they fire or are cancelled.
+ * they fire or are cancelled; plugin metrics are families of the agent's
+ * registry (owned by it) under the prefix drover_plugin_<plugin>_.
  */
 #include "plugin_services.h"
 
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "util.h"
 
@@ -109,6 +112,49 @@ static void services_log(void *ctx, enum drover_log_level level, const char *fmt
 	free(msg);
 }
 
+/* Series a plugin's family may hold (label values are the plugin's). */
+#define PLUGIN_METRIC_MAX_SERIES 100
+
+/*
+ * Registers drover_plugin_<plugin>_<name> in the agent's registry; the
+ * handle a plugin gets is the family itself. A plugin name outside
+ * [a-z0-9_] is refused, so the prefix stays a prefix.
+ */
+static struct drover_metric *services_metric_new(void *ctx, const char *plugin,
+						 enum drover_metric_type type, const char *name,
+						 const char *help, const char *const *labels)
+{
+	struct plugin_services *ps = ctx;
+	if (plugin == NULL || *plugin == '\0' || name == NULL ||
+	    strspn(plugin, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(plugin) ||
+	    (type != DROVER_METRIC_COUNTER && type != DROVER_METRIC_GAUGE)) {
+		log_error("plugins: metric '%s' of plugin '%s' refused: plugin names are "
+			  "[a-z0-9_], types counter or gauge",
+			  name != NULL ? name : "(null)", plugin != NULL ? plugin : "(null)");
+		return NULL;
+	}
+	char *full = xasprintf("drover_plugin_%s_%s", plugin, name);
+	struct metric_family *f = metric_family_new(
+	    &ps->agent->metrics, type == DROVER_METRIC_COUNTER ? METRIC_COUNTER : METRIC_GAUGE,
+	    full, help, labels, NULL, 0, PLUGIN_METRIC_MAX_SERIES);
+	free(full);
+	return (struct drover_metric *)f;
+}
+
+static void services_metric_add(void *ctx, struct drover_metric *metric, const char *const *values,
+				double delta)
+{
+	(void)ctx;
+	metric_add((struct metric_family *)metric, values, delta);
+}
+
+static void services_metric_set(void *ctx, struct drover_metric *metric, const char *const *values,
+				double value)
+{
+	(void)ctx;
+	metric_set((struct metric_family *)metric, values, value);
+}
+
 struct plugin_services *plugin_services_new(struct agent *a)
 {
 	struct plugin_services *ps = xcalloc(1, sizeof *ps);
@@ -120,6 +166,9 @@ struct plugin_services *plugin_services_new(struct agent *a)
 	ps->table.timer_start = services_timer_start;
 	ps->table.timer_cancel = services_timer_cancel;
 	ps->table.plugin_log = services_log;
+	ps->table.metric_new = services_metric_new;
+	ps->table.metric_add = services_metric_add;
+	ps->table.metric_set = services_metric_set;
 	return ps;
 }
 

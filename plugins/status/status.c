@@ -5,7 +5,9 @@
  * queue (queue.h) and go out through the host's asynchronous HTTP client,
  * with back-off on transport errors, 5xx and throttling; notify never
  * blocks and never waits for a git host. Tokens are read once at init and
- * only ever put into request headers, never into a log line.
+ * only ever put into request headers, never into a log line. Counters go
+ * to the agent's /metrics when the host offers metrics; when the agent
+ * stops, the queue gets stop_flush_ms to empty before fini drops the rest.
  */
 #include <drover/plugin.h>
 
@@ -44,7 +46,15 @@ struct status_target {
 
 /* What the plugin counted since it started (README: "Commit status"). */
 struct status_counters {
-	uint64_t queued, delivered, retried, refused, lost_at_stop;
+	uint64_t queued, delivered, retried, throttled, refused, lost_at_stop;
+};
+
+/* The plugin's families on the agent's /metrics; NULL without the service. */
+struct status_metrics {
+	struct drover_metric *queued;	  /* {host} */
+	struct drover_metric *deliveries; /* {host, outcome} */
+	struct drover_metric *discarded;  /* {reason}: superseded, dropped */
+	struct drover_metric *depth;	  /* statuses in the queue (in flight included) */
 };
 
 struct status_state {
@@ -59,6 +69,13 @@ struct status_state {
 	int64_t pump_at_ms;
 	unsigned seed;	  /* jitter */
 	bool is_stopping; /* the agent cancels requests: start nothing more */
+	struct status_metrics metrics;
+	/* The agent stops (status_drain): flushed is called once the queue is
+	 * empty, nothing can go before drain_deadline_ms, or drain_timer fires. */
+	int64_t stop_flush_ms, drain_deadline_ms;
+	void (*flushed)(void *arg);
+	void *flushed_arg;
+	struct drover_timer *drain_timer;
 };
 
 struct status_send {
@@ -234,6 +251,55 @@ static void status_free(struct status_state *s)
 	free(s);
 }
 
+/* Adds delta to a series of m, when the host offers metrics. */
+static void metric_bump(struct status_state *s, struct drover_metric *m, const char *const *values,
+			double delta)
+{
+	if (m != NULL)
+		s->host->metric_add(s->host->ctx, m, values, delta);
+}
+
+/* The deliveries outcomes: 2xx; 5xx or no answer; 429 or a rate limit; any other 4xx. */
+static const char *const outcome_names[] = {"delivered", "retried", "throttled", "refused"};
+
+/* Registers the families (when the agent offers metrics) with a zero series
+ * per configured host, so that they show before the first status. */
+static void status_metrics_register(struct status_state *s)
+{
+	const struct drover_host *host = s->host;
+	if (host->size < offsetof(struct drover_host, metric_set) + sizeof host->metric_set ||
+	    host->metric_new == NULL || host->metric_add == NULL || host->metric_set == NULL)
+		return;
+	struct status_metrics *m = &s->metrics;
+	m->queued =
+	    host->metric_new(host->ctx, "status", DROVER_METRIC_COUNTER, "queued_total",
+			     "statuses queued for a git host", (const char *[]){"host", NULL});
+	m->deliveries = host->metric_new(
+	    host->ctx, "status", DROVER_METRIC_COUNTER, "deliveries_total",
+	    "delivery attempts by answer: delivered (2xx), retried (5xx, no answer), throttled "
+	    "(429, rate limit), refused (other 4xx: dropped)",
+	    (const char *[]){"host", "outcome", NULL});
+	m->discarded = host->metric_new(
+	    host->ctx, "status", DROVER_METRIC_COUNTER, "discarded_total",
+	    "statuses never sent because the queue was full: superseded (by a newer status of "
+	    "the same commit and context) or dropped",
+	    (const char *[]){"reason", NULL});
+	m->depth = host->metric_new(host->ctx, "status", DROVER_METRIC_GAUGE, "queue_depth",
+				    "statuses waiting or in flight", NULL);
+	for (int h = 0; h < HOST_COUNT; h++) {
+		if (!s->targets[h].is_enabled)
+			continue;
+		metric_bump(s, m->queued, (const char *[]){host_names[h]}, 0);
+		for (size_t i = 0; i < sizeof outcome_names / sizeof *outcome_names; i++)
+			metric_bump(s, m->deliveries,
+				    (const char *[]){host_names[h], outcome_names[i]}, 0);
+	}
+	metric_bump(s, m->discarded, (const char *[]){"superseded"}, 0);
+	metric_bump(s, m->discarded, (const char *[]){"dropped"}, 0);
+	if (m->depth != NULL)
+		host->metric_set(host->ctx, m->depth, NULL, 0);
+}
+
 static int status_init(const struct drover_host *host, const json_t *config, void **state)
 {
 	if (host->size < offsetof(struct drover_host, plugin_log) + sizeof host->plugin_log ||
@@ -256,6 +322,7 @@ static int status_init(const struct drover_host *host, const json_t *config, voi
 	s->timeout_ms = config_int(config, "timeout_ms", 10000, 100);
 	s->retry_initial_ms = config_int(config, "retry_initial_ms", 1000, 1);
 	s->retry_max_ms = config_int(config, "retry_max_ms", 300000, 1);
+	s->stop_flush_ms = config_int(config, "stop_flush_ms", 5000, 0);
 	const char *tpl = json_string_value(json_object_get(config, "target_url"));
 	s->target_url = tpl != NULL ? strdup(tpl) : NULL;
 	if (config == NULL) {
@@ -272,7 +339,18 @@ static int status_init(const struct drover_host *host, const json_t *config, voi
 		*state = NULL;
 		return -1;
 	}
+	status_metrics_register(s);
 	return 0;
+}
+
+/* Only with a git host to report to does the plugin want run events. */
+static bool status_wants_notify(void *state)
+{
+	struct status_state *s = state;
+	for (int h = 0; s != NULL && h < HOST_COUNT; h++)
+		if (s->targets[h].is_enabled)
+			return true;
+	return false;
 }
 
 static void status_fini(void *state)
@@ -281,14 +359,16 @@ static void status_fini(void *state)
 	if (s == NULL)
 		return;
 	s->host->timer_cancel(s->host->ctx, s->pump_timer);
+	s->host->timer_cancel(s->host->ctx, s->drain_timer);
 	s->counts.lost_at_stop += s->queue.n;
 	if (s->counts.queued > 0 || s->queue.n > 0)
 		say(s, s->queue.n > 0 ? DROVER_LOG_WARN : DROVER_LOG_INFO,
 		    "status: stopping: %zu status(es) undelivered; delivered %llu, retried %llu, "
-		    "refused %llu, superseded %llu, dropped %llu",
+		    "throttled %llu, refused %llu, superseded %llu, dropped %llu",
 		    s->queue.n, (unsigned long long)s->counts.delivered,
-		    (unsigned long long)s->counts.retried, (unsigned long long)s->counts.refused,
-		    (unsigned long long)s->queue.superseded, (unsigned long long)s->queue.dropped);
+		    (unsigned long long)s->counts.retried, (unsigned long long)s->counts.throttled,
+		    (unsigned long long)s->counts.refused, (unsigned long long)s->queue.superseded,
+		    (unsigned long long)s->queue.dropped);
 	status_free(s);
 }
 
@@ -395,8 +475,13 @@ static const char *host_state(enum status_host h, const char *phase, const char 
 static void status_enqueue(struct status_state *s, struct status_item *it)
 {
 	s->counts.queued++;
-	uint64_t dropped_before = s->queue.dropped;
+	metric_bump(s, s->metrics.queued, (const char *[]){host_names[it->target]}, 1);
+	uint64_t dropped_before = s->queue.dropped, superseded_before = s->queue.superseded;
 	enum status_push r = status_queue_push(&s->queue, it);
+	metric_bump(s, s->metrics.discarded, (const char *[]){"superseded"},
+		    (double)(s->queue.superseded - superseded_before));
+	metric_bump(s, s->metrics.discarded, (const char *[]){"dropped"},
+		    (double)(s->queue.dropped - dropped_before));
 	if (r == STATUS_PUSH_DROPPED_OLDEST || r == STATUS_PUSH_DROPPED_NEW) {
 		uint64_t d = s->queue.dropped;
 		/* Warned at the 1st, 2nd, 4th, 8th... drop: a long outage must
@@ -574,12 +659,19 @@ static void status_on_response(void *arg, const struct drover_http_response *res
 			    name, t->failures, s->queue.n - 1);
 		t->failures = 0;
 		s->counts.delivered++;
+		metric_bump(s, s->metrics.deliveries, (const char *[]){name, "delivered"}, 1);
 		status_queue_remove(&s->queue, it);
 	} else if (res->status == 0 || res->status >= 500 || status_response_is_rate_limit(res)) {
 		int64_t asked =
 		    res->status > 0 ? status_response_wait_ms(res, (int64_t)time(NULL)) : -1;
 		target_back_off(s, t, asked);
-		s->counts.retried++;
+		bool is_throttled = res->status > 0 && res->status < 500;
+		if (is_throttled)
+			s->counts.throttled++;
+		else
+			s->counts.retried++;
+		metric_bump(s, s->metrics.deliveries,
+			    (const char *[]){name, is_throttled ? "throttled" : "retried"}, 1);
 		it->attempts++;
 		char why[160];
 		if (res->status == 0)
@@ -597,6 +689,7 @@ static void status_on_response(void *arg, const struct drover_http_response *res
 	} else {
 		char *msg = status_response_message(res);
 		s->counts.refused++;
+		metric_bump(s, s->metrics.deliveries, (const char *[]){name, "refused"}, 1);
 		say(s, DROVER_LOG_ERROR,
 		    "status: %s refused %s (HTTP %d: %s); dropped (%llu refused so far)", name,
 		    it->context, res->status, msg, (unsigned long long)s->counts.refused);
@@ -613,9 +706,61 @@ static void status_on_pump_timer(void *arg)
 	status_pump(s);
 }
 
+/* The agent's stop waits no more: says how it ended, calls flushed once. */
+static void status_drain_end(struct status_state *s)
+{
+	void (*flushed)(void *) = s->flushed;
+	if (flushed == NULL)
+		return;
+	s->flushed = NULL;
+	s->host->timer_cancel(s->host->ctx, s->drain_timer);
+	s->drain_timer = NULL;
+	if (s->queue.n == 0)
+		say(s, DROVER_LOG_INFO, "status: stopping: every status delivered");
+	else
+		say(s, DROVER_LOG_WARN,
+		    "status: stopping: %zu status(es) cannot be delivered within stop_flush_ms "
+		    "(%lld ms)",
+		    s->queue.n, (long long)s->stop_flush_ms);
+	flushed(s->flushed_arg);
+}
+
+static void status_on_drain_timer(void *arg)
+{
+	struct status_state *s = arg;
+	s->drain_timer = NULL;
+	status_drain_end(s);
+}
+
+/*
+ * The agent stops: the queue gets stop_flush_ms to empty. The wait ends
+ * early when it is empty, or when nothing is in flight and every waiting
+ * host backs off past the deadline (status_pump checks both).
+ */
+static void status_drain(void *state, void (*flushed)(void *arg), void *arg)
+{
+	struct status_state *s = state;
+	if (s == NULL || s->queue.n == 0 || s->stop_flush_ms == 0) {
+		flushed(arg);
+		return;
+	}
+	say(s, DROVER_LOG_INFO,
+	    "status: stopping: %zu status(es) waiting; up to %lld ms (stop_flush_ms) to deliver "
+	    "them",
+	    s->queue.n, (long long)s->stop_flush_ms);
+	s->flushed = flushed;
+	s->flushed_arg = arg;
+	s->drain_deadline_ms = mono_now_ms() + s->stop_flush_ms;
+	s->drain_timer =
+	    s->host->timer_start(s->host->ctx, s->stop_flush_ms, status_on_drain_timer, s);
+	status_pump(s);
+}
+
 /* Sends what may go now; arms the timer for the earliest back-off end. */
 static void status_pump(struct status_state *s)
 {
+	if (s->metrics.depth != NULL)
+		s->host->metric_set(s->host->ctx, s->metrics.depth, NULL, (double)s->queue.n);
 	if (s->is_stopping)
 		return;
 	while (s->in_flight < s->max_in_flight) {
@@ -652,6 +797,11 @@ static void status_pump(struct status_state *s)
 		if (!it->is_in_flight && s->targets[it->target].not_before_ms > now &&
 		    s->targets[it->target].not_before_ms < at)
 			at = s->targets[it->target].not_before_ms;
+	if (s->flushed != NULL &&
+	    (s->queue.n == 0 || (s->in_flight == 0 && at > s->drain_deadline_ms))) {
+		status_drain_end(s);
+		return;
+	}
 	if (at == INT64_MAX || (s->pump_timer != NULL && s->pump_at_ms <= at))
 		return;
 	s->host->timer_cancel(s->host->ctx, s->pump_timer);
@@ -677,6 +827,8 @@ static const struct drover_plugin status_plugin = {
     .start = status_start,
     .notify = status_notify,
     .fini = status_fini,
+    .wants_notify = status_wants_notify,
+    .drain = status_drain,
 };
 
 __attribute__((visibility("default"))) const struct drover_plugin *drover_plugin_entry(void)

@@ -15,6 +15,11 @@
 # statuses to the commit; the host's tokens never appear in the agent's log.
 # GitLab: a push hook (POST /api/v1/events with X-Gitlab-Event) reports to
 # the project's commit statuses with GitLab's states (running, failed).
+# Metrics: while the host is down the 10 statuses show as the queue depth;
+# at the end, read with prometheus_client's parser, the plugin's counters per
+# host equal what the stand-in answered (delivered = its 2xx, throttled = its
+# 429 and 403, refused = its 404, retried = its 503 plus, for GitHub, the
+# connection errors while it was down), and the queue is empty.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -87,6 +92,10 @@ wait_run_status "$run_lint" failed 30
 curl -s --max-time 2 "$HOST/_control/received" >/dev/null 2>&1 && fail "something answers on the stand-in's port already"
 grep -q "status: github: .*retrying in" "$AGENT_LOG" ||
 	fail "the agent's log does not show a failed delivery being retried"
+wait_metric drover_plugin_status_queue_depth 10
+assert_eq "$(metric 'drover_plugin_status_queued_total{host="github"}')" 10 "statuses queued for GitHub"
+assert_eq "$(metric 'drover_plugin_status_deliveries_total{host="github",outcome="delivered"}')" 0 \
+	"statuses delivered while the host is down"
 
 say "the git host comes back: 3 x 503, then 2 x 429 (Retry-After: 1), then a 403 rate limit"
 python3 "$DROVER_SRC/tests/standin/githost.py" --port "$HOST_PORT" --port-file "$T/standin.port" \
@@ -200,6 +209,50 @@ check(statuses[503] == 3 and statuses[429] == 2 and statuses[403] == 1,
 unknown = [c for c in calls if "/repos/Codertocat/Unknown/" in c["path"]]
 check(len(unknown) == 10 and all(c["status"] == 404 for c in unknown),
       "unknown repository: %d calls %s" % (len(unknown), collections.Counter(c["status"] for c in unknown)))
+for b in bad:
+    print("  " + b)
+sys.exit(1 if bad else 0)
+EOF
+
+say "the plugin's counters on /metrics (prometheus_client's parser) against the stand-in's answers"
+PY=$("$DROVER_SRC/packaging/python-env.sh") || fail "packaging/python-env.sh failed"
+wait_metric drover_plugin_status_queue_depth 0
+metrics >"$T/metrics.txt"
+"$PY" - "$T/metrics.txt" "$T/calls.json" <<'EOF' || fail "the status counters on /metrics do not match the stand-in (see above)"
+import collections, json, sys
+from prometheus_client.parser import text_string_to_metric_families
+samples = {}
+for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in fam.samples:
+        samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+calls = json.load(open(sys.argv[2]))
+def got(name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+bad = []
+for host in ("github", "gitlab", "azure-devops"):
+    answers = collections.Counter(c["status"] for c in calls if c["host"] == host)
+    ok = sum(n for st, n in answers.items() if 200 <= st < 300)
+    throttled = answers[429] + answers[403]
+    refused = sum(n for st, n in answers.items() if 400 <= st < 500) - throttled
+    failed = sum(n for st, n in answers.items() if st >= 500)
+    d = lambda outcome: got("drover_plugin_status_deliveries_total", host=host, outcome=outcome)
+    for outcome, n in (("delivered", ok), ("throttled", throttled), ("refused", refused)):
+        if d(outcome) != n:
+            bad.append("%s %s: %s on /metrics, the stand-in answered %d" % (host, outcome, d(outcome), n))
+    # GitHub's retries also count the connection errors while it was down.
+    if host == "github" and not (d("retried") is not None and d("retried") > failed):
+        bad.append("github retried: %s, more than its %d 503s expected" % (d("retried"), failed))
+    if host != "github" and d("retried") != failed:
+        bad.append("%s retried: %s, %d expected" % (host, d("retried"), failed))
+    q = got("drover_plugin_status_queued_total", host=host)
+    if q != ok + refused:
+        bad.append("%s queued: %s, %d expected" % (host, q, ok + refused))
+for reason in ("superseded", "dropped"):
+    n = got("drover_plugin_status_discarded_total", reason=reason)
+    if n != 0:
+        bad.append("discarded %s: %s, 0 expected" % (reason, n))
+if got("drover_plugin_status_queue_depth") != 0:
+    bad.append("queue depth %s" % got("drover_plugin_status_queue_depth"))
 for b in bad:
     print("  " + b)
 sys.exit(1 if bad else 0)

@@ -25,6 +25,13 @@ injected on demand (control endpoints, never under an API path):
                         the next N API calls get that answer (429/403 with
                         Retry-After: S when given, 403 as GitHub's rate limit:
                         x-ratelimit-remaining 0 and x-ratelimit-reset).
+                        With "host": only API calls of that host (github,
+                        gitlab, azure-devops) take it.
+  POST /_control/slow   {"seconds": S, "count": N, "host": H (optional)}
+                        the next N API calls (of host H) are answered only
+                        after S seconds (a slow or hung git host).
+  POST /_control/clear  {"host": H (optional)} forgets the failures and slow
+                        calls still pending (of host H): the host recovers.
   GET  /_control/received  every accepted status in order of arrival:
                            [{host, repo, sha, pr, state, context, description,
                              target_url, at}]
@@ -69,7 +76,8 @@ class Hub:
         self.received = []
         self.calls = []
         self.headers = []
-        self.failures = []  # [{"status", "count", "retry_after", ...}]
+        self.failures = []  # [{"status", "count", "retry_after", "host", ...}]
+        self.slow = []  # [{"seconds", "count", "host"}]
         self.gitlab_last = {}  # (project, sha, name) -> state
         self.next_id = 1
 
@@ -118,12 +126,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         raw = self.read_body()
         url = urllib.parse.urlsplit(self.path)
-        if url.path == "/_control/fail":
+        if url.path in ("/_control/fail", "/_control/slow"):
             spec = json.loads(raw or b"{}")
             with self.hub.lock:
-                self.hub.failures.append(spec)
+                (self.hub.failures if url.path == "/_control/fail" else self.hub.slow).append(spec)
             return self.reply(200, {"queued": spec})
+        if url.path == "/_control/clear":
+            host = json.loads(raw or b"{}").get("host")
+            with self.hub.lock:
+                for specs in (self.hub.failures, self.hub.slow):
+                    specs[:] = [x for x in specs if host is not None and x.get("host") != host]
+            return self.reply(200, {"cleared": host})
         host, route = self.route(url.path)
+        with self.hub.lock:
+            spec = self.take(self.hub.slow, host)
+        if spec is not None:
+            time.sleep(float(spec.get("seconds", 1)))
         with self.hub.lock:
             self.hub.headers.append({"path": self.path, "headers": dict(self.headers.items())})
             injected = self.injected(host)
@@ -137,14 +155,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.hub.calls.append({"host": host, "path": self.path, "status": status})
         self.reply(status, body, headers)
 
+    @staticmethod
+    def take(specs, host):
+        """The first spec of specs for host (API calls only), one count used."""
+        if host is None:
+            return None
+        for i, spec in enumerate(specs):
+            if spec.get("host") in (None, host):
+                spec["count"] = spec.get("count", 1) - 1
+                if spec["count"] <= 0:
+                    specs.pop(i)
+                return spec
+        return None
+
     def injected(self, host):
         """The next injected failure, if any is pending (API calls only)."""
-        if host is None or not self.hub.failures:
+        spec = self.take(self.hub.failures, host)
+        if spec is None:
             return None
-        spec = self.hub.failures[0]
-        spec["count"] = spec.get("count", 1) - 1
-        if spec["count"] <= 0:
-            self.hub.failures.pop(0)
         status = int(spec.get("status", 503))
         headers = {}
         if spec.get("retry_after") is not None:

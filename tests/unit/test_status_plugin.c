@@ -3,7 +3,9 @@
  * host table: what each git host is sent (URL, headers, body, GitLab and
  * Azure DevOps included), one status in flight per commit and in order,
  * back-off on 503 and on a 429's Retry-After, a 422 logged and dropped, no
- * token in any log line, and a stop with statuses still waiting.
+ * token in any log line, a stop with statuses still waiting, the counters
+ * on the host's metric services, and the flush the agent's stop waits for
+ * (ended by an empty queue, by a back-off past the grace, by the grace).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,8 +43,22 @@ struct timer {
 	bool is_pending;
 };
 
+/* A series a plugin moved: "family|value|value" → its value. */
+struct series {
+	char *key;
+	double value;
+};
+
 struct fake {
 	struct drover_host host; /* first: ctx points at the fake */
+	struct family {
+		char *name;
+		size_t n_labels;
+	} families[8]; /* what the plugin registered; a handle is &families[i] */
+	size_t n_families;
+	struct series series[64];
+	size_t n_series;
+	int n_flushed; /* calls of drain's flushed */
 	struct request req[64];
 	size_t n_req;
 	struct timer timers[64];
@@ -101,15 +117,87 @@ static void fake_log(void *ctx, enum drover_log_level level, const char *fmt, ..
 	free(line);
 }
 
-/* The last pending timer fires (after its delay, really waited). */
+static struct drover_metric *fake_metric_new(void *ctx, const char *plugin,
+					     enum drover_metric_type type, const char *name,
+					     const char *help, const char *const *labels)
+{
+	(void)type, (void)help;
+	struct fake *f = ctx;
+	assert_string_equal(plugin, "status");
+	assert_true(f->n_families < 8);
+	struct family *fam = &f->families[f->n_families++];
+	fam->name = xstrdup(name);
+	fam->n_labels = 0;
+	while (labels != NULL && labels[fam->n_labels] != NULL)
+		fam->n_labels++;
+	return (struct drover_metric *)fam;
+}
+
+/* The series of family m with these label values. */
+static struct series *fake_series(struct fake *f, struct drover_metric *m,
+				  const char *const *values)
+{
+	const struct family *fam = (const struct family *)m;
+	struct strbuf sb;
+	strbuf_init(&sb);
+	strbuf_adds(&sb, fam->name);
+	for (size_t i = 0; i < fam->n_labels; i++)
+		strbuf_addf(&sb, "|%s", values[i]);
+	char *key = strbuf_detach(&sb);
+	for (size_t i = 0; i < f->n_series; i++) {
+		if (strcmp(f->series[i].key, key) == 0) {
+			free(key);
+			return &f->series[i];
+		}
+	}
+	assert_true(f->n_series < 64);
+	f->series[f->n_series] = (struct series){key, 0};
+	return &f->series[f->n_series++];
+}
+
+static void fake_metric_add(void *ctx, struct drover_metric *m, const char *const *values,
+			    double delta)
+{
+	fake_series(ctx, m, values)->value += delta;
+}
+
+static void fake_metric_set(void *ctx, struct drover_metric *m, const char *const *values,
+			    double value)
+{
+	fake_series(ctx, m, values)->value = value;
+}
+
+/* The value of a series by its key; fails when the plugin never moved it. */
+static double metric_value(struct fake *f, const char *key)
+{
+	for (size_t i = 0; i < f->n_series; i++)
+		if (strcmp(f->series[i].key, key) == 0)
+			return f->series[i].value;
+	fail_msg("no series %s", key);
+	return -1;
+}
+
+static void on_flushed(void *arg)
+{
+	struct fake *f = arg;
+	f->n_flushed++;
+}
+
+/* Timer t fires (after its delay, really waited). */
+static void fire(struct timer *t)
+{
+	assert_true(t->is_pending);
+	usleep((useconds_t)(t->delay_ms + 5) * 1000);
+	t->is_pending = false;
+	t->cb(t->arg);
+}
+
+/* The last pending timer fires. */
 static void fire_timer(struct fake *f)
 {
 	for (size_t i = f->n_timers; i-- > 0;) {
-		struct timer *t = &f->timers[i];
-		if (t->is_pending) {
-			usleep((useconds_t)(t->delay_ms + 5) * 1000);
-			t->is_pending = false;
-			t->cb(t->arg);
+		if (f->timers[i].is_pending) {
+			fire(&f->timers[i]);
 			return;
 		}
 	}
@@ -144,7 +232,10 @@ static int setup(void **state)
 				       .http_request = fake_http,
 				       .timer_start = fake_timer_start,
 				       .timer_cancel = fake_timer_cancel,
-				       .plugin_log = fake_log};
+				       .plugin_log = fake_log,
+				       .metric_new = fake_metric_new,
+				       .metric_add = fake_metric_add,
+				       .metric_set = fake_metric_set};
 	strbuf_init(&f->log);
 	f->dl = dlopen(BUILD_DIR "/plugins/status.so", RTLD_NOW | RTLD_LOCAL);
 	assert_non_null(f->dl);
@@ -155,11 +246,11 @@ static int setup(void **state)
 	setenv("TEST_STATUS_GH", GH_TOKEN, 1);
 	setenv("TEST_STATUS_AZ", AZ_TOKEN, 1);
 	json_t *cfg =
-	    json_pack("{s:s,s:i,s:i,s:{s:s,s:s},s:{s:s,s:s},s:{s:s}}", "target_url",
+	    json_pack("{s:s,s:i,s:i,s:i,s:{s:s,s:s},s:{s:s,s:s},s:{s:s}}", "target_url",
 		      "https://d.example/r/{run}", "retry_initial_ms", 20, "retry_max_ms", 40,
-		      "gitlab", "api_url", "http://gl.example/", "token_env", "TEST_STATUS_GL",
-		      "github", "api_url", "http://gh.example", "token_env", "TEST_STATUS_GH",
-		      "azure-devops", "token_env", "TEST_STATUS_AZ");
+		      "stop_flush_ms", 300, "gitlab", "api_url", "http://gl.example/", "token_env",
+		      "TEST_STATUS_GL", "github", "api_url", "http://gh.example", "token_env",
+		      "TEST_STATUS_GH", "azure-devops", "token_env", "TEST_STATUS_AZ");
 	assert_int_equal(f->plugin->init(&f->host, cfg, &f->state), 0);
 	json_decref(cfg);
 	*state = f;
@@ -179,6 +270,10 @@ static int teardown(void **state)
 		free(f->req[i].headers);
 	}
 	strbuf_free(&f->log);
+	for (size_t i = 0; i < f->n_families; i++)
+		free(f->families[i].name);
+	for (size_t i = 0; i < f->n_series; i++)
+		free(f->series[i].key);
 	dlclose(f->dl);
 	free(f);
 	return 0;
@@ -299,6 +394,87 @@ static void test_retry_then_refusal(void **state)
 	assert_non_null(strstr(f->req[4].body, "\"description\":\"running\""));
 	answer(f, 4, 201, NULL, NULL, "{}");
 	assert_non_null(strstr(f->log.data, "github accepts statuses again after 3"));
+	/* Each answer counted under its outcome, on the host's metrics. */
+	assert_int_equal(metric_value(f, "queued_total|github"), 2);
+	assert_int_equal(metric_value(f, "deliveries_total|github|retried"), 2);
+	assert_int_equal(metric_value(f, "deliveries_total|github|throttled"), 1);
+	assert_int_equal(metric_value(f, "deliveries_total|github|refused"), 1);
+	assert_int_equal(metric_value(f, "deliveries_total|github|delivered"), 1);
+	assert_int_equal(metric_value(f, "deliveries_total|gitlab|delivered"), 0);
+	assert_int_equal(metric_value(f, "discarded_total|superseded"), 0);
+	assert_int_equal(metric_value(f, "queue_depth"), 0);
+}
+
+static void test_wants_notify_only_with_a_host(void **state)
+{
+	struct fake *f = *state;
+	assert_true(f->plugin->wants_notify(f->state));
+	void *bare = NULL;
+	assert_int_equal(f->plugin->init(&f->host, NULL, &bare), 0);
+	assert_false(f->plugin->wants_notify(bare));
+	f->plugin->fini(bare);
+	json_t *cfg = json_pack("{s:i}", "max_queue", 5);
+	assert_int_equal(f->plugin->init(&f->host, cfg, &bare), 0);
+	assert_false(f->plugin->wants_notify(bare));
+	f->plugin->fini(bare);
+	json_decref(cfg);
+}
+
+static void test_stop_flushes_the_queue(void **state)
+{
+	struct fake *f = *state;
+	notify(f, "github", "octo/hello", SHA, 0, NULL, "queued", "queued", NULL, NULL);
+	notify(f, "github", "octo/hello", SHA, 0, NULL, "finished", "succeeded", "success", NULL);
+	assert_int_equal(metric_value(f, "queue_depth"), 2);
+	answer(f, 0, 503, NULL, NULL, "{}");
+	struct timer *back_off = &f->timers[f->n_timers - 1];
+	f->plugin->drain(f->state, on_flushed, f);
+	assert_int_equal(f->n_flushed, 0);
+	assert_non_null(strstr(f->log.data, "2 status(es) waiting; up to 300 ms"));
+	struct timer *grace = &f->timers[f->n_timers - 1];
+	assert_int_equal(grace->delay_ms, 300);
+	/* The back-off ends within the grace: the retry goes, then the next. */
+	fire(back_off);
+	assert_int_equal(f->n_req, 2);
+	answer(f, 1, 201, NULL, NULL, "{}");
+	assert_int_equal(f->n_flushed, 0);
+	assert_int_equal(f->n_req, 3);
+	answer(f, 2, 201, NULL, NULL, "{}");
+	assert_int_equal(f->n_flushed, 1);
+	assert_false(grace->is_pending);
+	assert_non_null(strstr(f->log.data, "stopping: every status delivered"));
+	assert_int_equal(metric_value(f, "queue_depth"), 0);
+}
+
+static void test_stop_gives_up_past_the_grace(void **state)
+{
+	struct fake *f = *state;
+	notify(f, "github", "octo/hello", SHA, 0, NULL, "queued", "queued", NULL, NULL);
+	notify(f, "gitlab", "group/proj", SHA, 0, NULL, "queued", "queued", NULL, NULL);
+	/* GitHub asks for a second, longer than the 300 ms grace: no wait for it. */
+	answer(f, 0, 429, "retry-after", "1", "{}");
+	f->plugin->drain(f->state, on_flushed, f);
+	assert_int_equal(f->n_flushed, 0); /* GitLab's is in flight */
+	answer(f, 1, 201, NULL, NULL, "{}");
+	assert_int_equal(f->n_flushed, 1);
+	assert_non_null(
+	    strstr(f->log.data, "1 status(es) cannot be delivered within stop_flush_ms"));
+}
+
+static void test_stop_grace_ends_the_wait(void **state)
+{
+	struct fake *f = *state;
+	notify(f, "github", "octo/hello", SHA, 0, NULL, "queued", "queued", NULL, NULL);
+	f->plugin->drain(f->state, on_flushed, f);
+	/* The host never answers: the grace (the only timer) ends the wait. */
+	assert_int_equal(f->n_flushed, 0);
+	fire_timer(f);
+	assert_int_equal(f->n_flushed, 1);
+	/* Then the agent's HTTP client cancels the request, fini drops the status. */
+	answer(f, 0, -1, NULL, NULL, "");
+	f->plugin->fini(f->state);
+	f->plugin = NULL;
+	assert_non_null(strstr(f->log.data, "stopping: 1 status(es) undelivered"));
 }
 
 static void test_stop_with_statuses_waiting(void **state)
@@ -323,6 +499,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_github_and_azure_requests, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retry_then_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_with_statuses_waiting, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wants_notify_only_with_a_host, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_flushes_the_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_gives_up_past_the_grace, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_grace_ends_the_wait, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,14 @@ enum drover_log_level {
 	DROVER_LOG_ERROR = 3,
 };
 
+/* A metric family of a plugin (host->metric_new); opaque, owned by the host. */
+struct drover_metric;
+
+enum drover_metric_type {
+	DROVER_METRIC_COUNTER,
+	DROVER_METRIC_GAUGE,
+};
+
 struct drover_host {
 	unsigned abi;
 	size_t size; /* sizeof(struct drover_host) in the agent */
@@ -186,6 +194,30 @@ struct drover_host {
 	 * say which plugin speaks. Never pass a secret. */
 	void (*plugin_log)(void *ctx, enum drover_log_level level, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+
+	/*
+	 * ---- Appended in the second release (check host->size as above). ----
+	 *
+	 * Metrics on the agent's GET /metrics. metric_new registers a family
+	 * (normally in init) named drover_plugin_<plugin>_<name>: the host adds
+	 * the prefix, so no plugin clobbers the agent's own families. plugin is
+	 * the plugin's own name, [a-z0-9_] only; name is [a-zA-Z0-9_:]; labels
+	 * is a NULL-terminated list of label names, or NULL. Label values must
+	 * come from fixed lists: a family holds at most 100 series, past which
+	 * new label sets count under "other". NULL when refused (logged);
+	 * metric_add and metric_set accept NULL and then do nothing. A family
+	 * registered again with the same type and labels is the same one. The
+	 * handle is valid until fini returns.
+	 */
+	struct drover_metric *(*metric_new)(void *ctx, const char *plugin,
+					    enum drover_metric_type type, const char *name,
+					    const char *help, const char *const *labels);
+	/* values: one per label name (NULL when there are none). A counter
+	 * only goes up (a negative delta is ignored). */
+	void (*metric_add)(void *ctx, struct drover_metric *metric, const char *const *values,
+			   double delta);
+	void (*metric_set)(void *ctx, struct drover_metric *metric, const char *const *values,
+			   double value); /* gauges only */
 };
 
 struct drover_plugin {
@@ -208,6 +240,27 @@ struct drover_plugin {
 	/* Optional, for reporters: every run and stage transition. */
 	void (*notify)(void *state, const json_t *run_event);
 	void (*fini)(void *state);
+
+	/*
+	 * ---- Appended in the second release. The host reads a field from
+	 * here on only when size > offsetof(struct drover_plugin, <field>):
+	 * a plugin built before has a shorter descriptor. ----
+	 *
+	 * Optional, for reporters: asked once after init whether this instance
+	 * wants run events at all (e.g. false when nothing is configured to
+	 * report to). false: notify is never called, and when no plugin wants
+	 * them the agent does not build them. NULL: notify decides alone.
+	 */
+	bool (*wants_notify)(void *state);
+	/*
+	 * Optional: the agent stops and its stages are over (no notify
+	 * follows). The plugin finishes pending work within a bound of its own
+	 * (it must not delay the stop beyond it), then calls flushed(arg)
+	 * exactly once, possibly before drain returns. The agent leaves its
+	 * loop once every plugin with drain called flushed (a second signal
+	 * leaves at once); fini follows. NULL: nothing to finish.
+	 */
+	void (*drain)(void *state, void (*flushed)(void *arg), void *arg);
 };
 
 #define DROVER_PLUGIN_INIT                                                                         \
