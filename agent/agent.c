@@ -27,18 +27,39 @@
 static void agent_on_flushed(void *arg)
 {
 	struct agent *a = arg;
+	if (a->has_left_loop)
+		return;
+	a->has_left_loop = true;
 	log_info("agent: no stage running; leaving the loop");
 	event_base_loopexit(a->base, NULL);
 }
 
-/* The stages are over: plugins get to finish (each within its own bound). */
+/* A plugin that never says it flushed does not hold the stop past stop_grace. */
+static void agent_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct agent *a = arg;
+	log_warn("agent: plugins did not finish flushing within stop_grace (%lld ms): stopping "
+		 "without them",
+		 (long long)a->cfg->stop_grace_ms);
+	agent_on_flushed(a);
+}
+
+/*
+ * The stages are over: plugins get to finish, each within its own bound,
+ * and all of them within stop_grace.
+ */
 static void agent_on_idle(void *arg)
 {
 	struct agent *a = arg;
-	if (a->plugins != NULL)
-		plugin_host_drain(a->plugins, agent_on_flushed, a);
-	else
+	if (a->plugins == NULL) {
 		agent_on_flushed(a);
+		return;
+	}
+	a->drain_timer = evtimer_new(a->base, agent_on_drain_timeout, a);
+	struct timeval tv = {a->cfg->stop_grace_ms / 1000, (a->cfg->stop_grace_ms % 1000) * 1000};
+	evtimer_add(a->drain_timer, &tv);
+	plugin_host_drain(a->plugins, agent_on_flushed, a);
 }
 
 void agent_stop(struct agent *a)
@@ -129,6 +150,8 @@ static void agent_teardown(struct agent *a)
 		event_free(a->sig_int);
 	if (a->sig_hup != NULL)
 		event_free(a->sig_hup);
+	if (a->drain_timer != NULL)
+		event_free(a->drain_timer);
 	if (a->base != NULL)
 		event_base_free(a->base);
 	config_free(a->cfg);

@@ -42,7 +42,9 @@ struct agent {
 	struct plugin_services *services; /* the host table handed to plugins */
 	struct metrics metrics;
 	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *drain_timer; /* bounds the plugins' drain at stop */
 	bool is_stopping;
+	bool has_left_loop;
 	int exit_code;
 };
 

@@ -9,7 +9,8 @@
 # it waits for them, GitHub recovers. Proven: the 5 GitHub statuses arrive,
 # in order, during the grace; GitLab's request is still hung when the grace
 # (6 s) is over, and the agent stops anyway, well before the request's own
-# 60 s timeout, saying 5 statuses could not be delivered.
+# 60 s timeout, saying 5 statuses could not be delivered. Then a plugin
+# grace longer than the agent's stop_grace: stop_grace bounds it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -110,3 +111,26 @@ grep -q "status: stopping: 5 status(es) cannot be delivered within stop_flush_ms
 	"$AGENT_LOG" || fail "the agent does not say that GitLab's 5 statuses could not go"
 grep -q "status: stopping: 5 status(es) undelivered; delivered 5" "$AGENT_LOG" ||
 	fail "the last status line does not count 5 delivered and 5 undelivered"
+
+say "a plugin grace longer than stop_grace: the agent's stop_grace bounds it"
+write_config \
+	"stop_grace: 2s" \
+	"plugin_config:" \
+	"  status:" \
+	"    timeout_ms: 60000" \
+	"    stop_flush_ms: 600000" \
+	"    gitlab: { api_url: \"$HOST\", token_env: E2E_GITLAB_TOKEN }"
+start_agent E2E_GITLAB_TOKEN="$GL_TOKEN"
+sed -i 's/stop-gl-push-1/stop-gl-push-2/' "$T/events/gl-push.json"
+code=$(curl -s -o "$T/gl-emit.json" -w '%{http_code}' --max-time 10 \
+	-H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' \
+	-H 'X-Gitlab-Event-UUID: stop-gl-push-2' --data-binary "@$T/events/gl-push.json" \
+	"http://127.0.0.1:$PORT/api/v1/events")
+[ "$code" = 202 ] || fail "POST /api/v1/events (second GitLab push) answered $code"
+wait_run_status "$(run_of_event stop-gl-push-2 ci)" succeeded 30
+wait_metric drover_plugin_status_queue_depth 5 20
+kill -TERM "$AGENT_PID"
+# The plugin would wait 600 s and its hung request 60 s; stop_grace is 2 s.
+wait_agent_stopped 20
+grep -q "agent: plugins did not finish flushing within stop_grace (2000 ms)" "$AGENT_LOG" ||
+	fail "the agent does not say it stopped without the plugins' flush"

@@ -257,7 +257,8 @@ struct drover_plugin {
 	 * follows). The plugin finishes pending work within a bound of its own
 	 * (it must not delay the stop beyond it), then calls flushed(arg)
 	 * exactly once, possibly before drain returns. The agent leaves its
-	 * loop once every plugin with drain called flushed (a second signal
+	 * loop once every plugin with drain called flushed, or when the
+	 * agent's stop_grace is over, whichever comes first (a second signal
 	 * leaves at once); fini follows. NULL: nothing to finish.
 	 */
 	void (*drain)(void *state, void (*flushed)(void *arg), void *arg);
