@@ -16,6 +16,25 @@
  * jansson's rules (no overlong forms, no surrogates, at most U+10FFFF);
  * 0 when it is not valid.
  */
+/*
+ * Appends without the NUL strbuf_add writes each time: jsonenc_compact
+ * terminates the text once at the end.
+ */
+static inline void jsonenc_put(struct strbuf *out, const void *data, size_t len)
+{
+	if (out->cap - out->len < len + 1)
+		strbuf_reserve(out, len);
+	memcpy(out->data + out->len, data, len);
+	out->len += len;
+}
+
+static inline void jsonenc_putc(struct strbuf *out, char c)
+{
+	if (out->cap - out->len < 2)
+		strbuf_reserve(out, 1);
+	out->data[out->len++] = c;
+}
+
 static size_t jsonenc_utf8_len(const unsigned char *p, size_t left)
 {
 	unsigned char c = p[0];
@@ -48,7 +67,7 @@ static int jsonenc_string(const char *s, size_t len, struct strbuf *out)
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, run = 0; /* p[run..i) is copied as is when the run ends */
-	strbuf_add(out, "\"", 1);
+	jsonenc_putc(out, '"');
 	while (i < len) {
 		unsigned char c = p[i];
 		if (c >= 0x80) {
@@ -62,7 +81,7 @@ static int jsonenc_string(const char *s, size_t len, struct strbuf *out)
 			i++;
 			continue;
 		}
-		strbuf_add(out, p + run, i - run);
+		jsonenc_put(out, p + run, i - run);
 		char esc[6] = {'\\', 0};
 		size_t esc_len = 2;
 		switch (c) {
@@ -92,12 +111,12 @@ static int jsonenc_string(const char *s, size_t len, struct strbuf *out)
 			esc_len = 6;
 			break;
 		}
-		strbuf_add(out, esc, esc_len);
+		jsonenc_put(out, esc, esc_len);
 		i++;
 		run = i;
 	}
-	strbuf_add(out, p + run, i - run);
-	strbuf_add(out, "\"", 1);
+	jsonenc_put(out, p + run, i - run);
+	jsonenc_putc(out, '"');
 	return 0;
 }
 
@@ -132,7 +151,7 @@ static void jsonenc_real(double d, struct strbuf *out)
 		memmove(start, end, (size_t)(buf + len - end) + 1);
 		len -= (size_t)(end - start);
 	}
-	strbuf_add(out, buf, len);
+	jsonenc_put(out, buf, len);
 }
 
 static int jsonenc_value(const json_t *v, struct strbuf *out, int depth)
@@ -145,49 +164,58 @@ static int jsonenc_value(const json_t *v, struct strbuf *out, int depth)
 		const char *key;
 		const json_t *item;
 		bool is_first = true;
-		strbuf_add(out, "{", 1);
+		jsonenc_putc(out, '{');
 		json_object_foreach((json_t *)v, key, item)
 		{
 			if (!is_first)
-				strbuf_add(out, ",", 1);
+				jsonenc_putc(out, ',');
 			is_first = false;
 			if (jsonenc_string(key, strlen(key), out) != 0)
 				return -1;
-			strbuf_add(out, ":", 1);
+			jsonenc_putc(out, ':');
 			if (jsonenc_value(item, out, depth + 1) != 0)
 				return -1;
 		}
-		strbuf_add(out, "}", 1);
+		jsonenc_putc(out, '}');
 		return 0;
 	}
 	case JSON_ARRAY:
-		strbuf_add(out, "[", 1);
+		jsonenc_putc(out, '[');
 		for (size_t i = 0; i < json_array_size(v); i++) {
 			if (i > 0)
-				strbuf_add(out, ",", 1);
+				jsonenc_putc(out, ',');
 			if (jsonenc_value(json_array_get(v, i), out, depth + 1) != 0)
 				return -1;
 		}
-		strbuf_add(out, "]", 1);
+		jsonenc_putc(out, ']');
 		return 0;
 	case JSON_STRING:
 		return jsonenc_string(json_string_value(v), json_string_length(v), out);
 	case JSON_INTEGER: {
-		int n = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		strbuf_add(out, num, (size_t)n);
+		/* Digits from the right, as "%lld" prints them, without printf. */
+		json_int_t i = json_integer_value(v);
+		unsigned long long u = i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
+		char *p = num + sizeof num;
+		do {
+			*--p = (char)('0' + u % 10);
+			u /= 10;
+		} while (u != 0);
+		if (i < 0)
+			*--p = '-';
+		jsonenc_put(out, p, (size_t)(num + sizeof num - p));
 		return 0;
 	}
 	case JSON_REAL:
 		jsonenc_real(json_real_value(v), out);
 		return 0;
 	case JSON_TRUE:
-		strbuf_add(out, "true", 4);
+		jsonenc_put(out, "true", 4);
 		return 0;
 	case JSON_FALSE:
-		strbuf_add(out, "false", 5);
+		jsonenc_put(out, "false", 5);
 		return 0;
 	case JSON_NULL:
-		strbuf_add(out, "null", 4);
+		jsonenc_put(out, "null", 4);
 		return 0;
 	}
 	return -1;
@@ -195,5 +223,8 @@ static int jsonenc_value(const json_t *v, struct strbuf *out, int depth)
 
 int jsonenc_compact(const json_t *v, struct strbuf *out)
 {
-	return jsonenc_value(v, out, 0);
+	int rc = jsonenc_value(v, out, 0);
+	strbuf_reserve(out, 0);
+	out->data[out->len] = '\0';
+	return rc;
 }
