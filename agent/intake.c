@@ -269,10 +269,13 @@ static int intake_admit(struct intake *in, struct intake_runs *runs, const char 
 	/* Match once; the runs are created only if the event is new. */
 	const struct pipeline **matched = xcalloc(a->pipelines.n, sizeof *matched);
 	size_t n_matched = 0;
+	/* The reason a pipeline did not match is only formatted to be logged. */
+	bool is_why_logged = log_is_enabled(LOG_DEBUG);
 	for (size_t i = 0; i < a->pipelines.n; i++) {
 		const struct pipeline *p = a->pipelines.items[i];
 		char why[256];
-		if (pipeline_match(p, ev, why, sizeof why))
+		if (pipeline_match(p, ev, is_why_logged ? why : NULL,
+				   is_why_logged ? sizeof why : 0))
 			matched[n_matched++] = p;
 		else
 			log_debug("intake: event %s: pipeline %s: %s", id, p->name, why);

@@ -121,6 +121,11 @@ char *log_escape(const char *s, char *buf, size_t buf_len)
 	return buf;
 }
 
+bool log_is_enabled(enum log_level level)
+{
+	return level >= log_threshold();
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};

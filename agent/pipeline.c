@@ -1502,6 +1502,12 @@ static void why_set(char *why, size_t why_len, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Is a reason wanted? Lists are joined for it only then (intake passes none). */
+static bool why_is_wanted(const char *why, size_t why_len)
+{
+	return why != NULL && why_len > 0;
+}
+
 static const char *event_string(const json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(obj, key));
@@ -1530,6 +1536,8 @@ static char *glob_list_show(const struct glob_list *list)
 static void why_no_match(char *why, size_t why_len, const char *trigger, const char *what,
 			 const char *value, const struct glob_list *list, const char *verb)
 {
+	if (!why_is_wanted(why, why_len))
+		return;
 	char *shown = glob_list_show(list);
 	char buf[72];
 	why_set(why, why_len, "%s: %s '%s' %s %s", trigger, what, show(value, buf, sizeof buf),
@@ -1561,6 +1569,8 @@ static bool paths_pass(const char *trigger, const struct glob_list *paths,
 		if (is_selected && !glob_list_has_match(ignore, path))
 			return true;
 	}
+	if (!why_is_wanted(why, why_len))
+		return false;
 	char *shown = glob_list_show(is_any_selected || paths->n == 0 ? ignore : paths);
 	if (json_array_size(changed) == 0)
 		why_set(why, why_len, "%s: the event changed no paths", trigger);
@@ -1627,6 +1637,8 @@ static bool push_match(const struct trigger_push *t, const json_t *event, char *
 	}
 	/* Like GitHub: a trigger that lists only tags does not run for branches. */
 	if (t->tags.n > 0 && t->branches.n == 0 && t->branches_ignore.n == 0) {
+		if (!why_is_wanted(why, why_len))
+			return false;
 		char *shown = glob_list_show(&t->tags);
 		why_set(why, why_len, "push: only tags %s are watched, not branch '%s'", shown,
 			show(branch, buf, sizeof buf));
@@ -1654,6 +1666,8 @@ static bool pull_request_match(const struct trigger_pull_request *t, const json_
 		? text_is_one_of(action, (const char *const *)t->actions.items, t->actions.n)
 		: text_is_one_of(action, pr_default_actions, ARRAY_LEN(pr_default_actions));
 	if (!is_wanted) {
+		if (!why_is_wanted(why, why_len))
+			return false;
 		struct strbuf list;
 		strbuf_init(&list);
 		if (t->actions.n > 0)

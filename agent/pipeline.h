@@ -119,6 +119,7 @@ const struct pipeline *pipeline_set_find(const struct pipeline_set *set, const c
 /*
  * Does the canonical event start this pipeline? When not, `why` gets one
  * short reason ("pull_request: base branch 'dev' matches none of [master]").
+ * With why NULL (or why_len 0) no reason is formatted: the cheap form.
  */
 bool pipeline_match(const struct pipeline *p, const json_t *event, char *why, size_t why_len);
 

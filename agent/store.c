@@ -6,12 +6,14 @@
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonenc.h"
 #include "log.h"
 #include "util.h"
 
@@ -46,6 +48,7 @@ struct store {
 	sqlite3_stmt *outbox_add, *outbox_next, *outbox_delete, *outbox_count;
 	sqlite3_stmt *runs_list[RUNS_LIST_VARIANTS];
 	sqlite3_stmt *replay_command_add, *replay_command_last;
+	struct strbuf body_text; /* an event's JSON while it is inserted, reused (owned) */
 };
 
 /*
@@ -581,6 +584,7 @@ void store_close(struct store *s)
 		sqlite3_finalize(s->runs_list[mask]);
 	if (s->db != NULL && sqlite3_close(s->db) != SQLITE_OK)
 		log_error("store: closing the database failed: %s", sqlite3_errmsg(s->db));
+	strbuf_free(&s->body_text);
 	free(s);
 }
 
@@ -668,28 +672,33 @@ int store_event_insert_held(struct store *s, const char *id, const json_t *body,
 			    int32_t partition, int64_t offset, bool is_held)
 {
 	sqlite3_stmt *st = s->event_insert;
-	char *text = NULL;
-	if (body != NULL) {
-		text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (text == NULL) {
-			log_error("store: event %s: its body cannot be encoded as JSON", id);
-			return -1;
-		}
+	/* The text is encoded into a buffer kept from event to event. */
+	struct strbuf *text = &s->body_text;
+	strbuf_reset(text);
+	if (body != NULL && (jsonenc_compact(body, text) != 0 || text->len > INT_MAX)) {
+		log_error("store: event %s: its body cannot be encoded as JSON", id);
+		return -1;
 	}
-	int rc = bind_text(st, 1, id) || bind_text(st, 2, body_string(body, "kind")) ||
-		 bind_text(st, 3, body_string(body, "source")) ||
-		 bind_text(st, 4, body_string(body, "repo")) || bind_text(st, 5, outcome) ||
-		 bind_text(st, 6, error) || bind_text(st, 7, text) || bind_text(st, 8, topic) ||
-		 (partition < 0 ? sqlite3_bind_null(st, 9) : sqlite3_bind_int(st, 9, partition)) ||
-		 (offset < 0 ? sqlite3_bind_null(st, 10) : bind_int64(st, 10, offset)) ||
-		 bind_int64(st, 11, now_ms()) || sqlite3_bind_int(st, 12, is_held ? 1 : 0);
+	int rc =
+	    bind_text(st, 1, id) || bind_text(st, 2, body_string(body, "kind")) ||
+	    bind_text(st, 3, body_string(body, "source")) ||
+	    bind_text(st, 4, body_string(body, "repo")) || bind_text(st, 5, outcome) ||
+	    bind_text(st, 6, error) ||
+	    (body == NULL ? sqlite3_bind_null(st, 7)
+			  : sqlite3_bind_text(st, 7, text->data, (int)text->len, SQLITE_STATIC)) ||
+	    bind_text(st, 8, topic) ||
+	    (partition < 0 ? sqlite3_bind_null(st, 9) : sqlite3_bind_int(st, 9, partition)) ||
+	    (offset < 0 ? sqlite3_bind_null(st, 10) : bind_int64(st, 10, offset)) ||
+	    bind_int64(st, 11, now_ms()) || sqlite3_bind_int(st, 12, is_held ? 1 : 0);
 	if (rc != 0)
 		rc = stmt_fail(s, st, "binding an event insert");
 	else if (stmt_run(s, st, "inserting an event") != 0)
 		rc = -1;
 	else
 		rc = sqlite3_changes(s->db) == 0 ? 1 : 0;
-	free(text);
+	/* An outsized body does not keep its buffer. */
+	if (text->cap > 256 * 1024)
+		strbuf_free(text);
 	return rc;
 }
 

@@ -184,6 +184,11 @@ static void strbuf_grow(struct strbuf *sb, size_t extra)
 	sb->cap = cap;
 }
 
+void strbuf_reserve(struct strbuf *sb, size_t extra)
+{
+	strbuf_grow(sb, extra);
+}
+
 void strbuf_add(struct strbuf *sb, const void *data, size_t len)
 {
 	strbuf_grow(sb, len);

@@ -53,6 +53,8 @@ void strbuf_add(struct strbuf *sb, const void *data, size_t len);
 void strbuf_adds(struct strbuf *sb, const char *s);
 void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_reset(struct strbuf *sb);
+/* Room for extra more bytes (and the NUL) without another allocation. */
+void strbuf_reserve(struct strbuf *sb, size_t extra);
 char *strbuf_detach(struct strbuf *sb); /* caller owns the result; sb is empty again */
 void strbuf_free(struct strbuf *sb);
 

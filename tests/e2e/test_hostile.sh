@@ -127,6 +127,10 @@ assert_contains "$log" "touch $M-msg" "build log (the commit message, printed as
 if dv runs -c "$CFG" --json | grep -q '"strict"'; then
 	fail "pipeline strict (branches: [master]) ran for a hostile branch"
 fi
+# At debug level intake logs why a pipeline did not start (that reason is
+# formatted only when it is logged).
+grep -q "pipeline strict: push: branch '.*' matches none of \[master\]" "$AGENT_LOG" ||
+	fail "the debug log does not say why pipeline strict did not match"
 
 say "a body over max_event_bytes (64 KiB) is dead-lettered"
 json_edit "$T/events/h-subst.json" "$T/events/big.json" 'd["padding"] = "x" * 100000'

@@ -212,6 +212,24 @@ static void test_log_lines_and_threshold(void **state)
 	unsetenv("DROVER_LOG_LEVEL");
 }
 
+/* log_is_enabled agrees with what log_msg writes, at each threshold. */
+static void test_log_is_enabled(void **state)
+{
+	(void)state;
+	unsetenv("DROVER_LOG_LEVEL");
+	assert_false(log_is_enabled(LOG_DEBUG));
+	assert_true(log_is_enabled(LOG_INFO));
+	setenv("DROVER_LOG_LEVEL", "debug", 1);
+	assert_true(log_is_enabled(LOG_DEBUG));
+	setenv("DROVER_LOG_LEVEL", "warn", 1);
+	assert_false(log_is_enabled(LOG_INFO));
+	assert_true(log_is_enabled(LOG_WARN));
+	setenv("DROVER_LOG_LEVEL", "error", 1);
+	assert_false(log_is_enabled(LOG_WARN));
+	assert_true(log_is_enabled(LOG_ERROR));
+	unsetenv("DROVER_LOG_LEVEL");
+}
+
 static void log_huge(void)
 {
 	char *big = xmalloc(100000);
@@ -242,6 +260,7 @@ int main(void)
 	    cmocka_unit_test(test_escape_exact_fit_is_not_cut),
 	    cmocka_unit_test(test_escape_terminal_controls),
 	    cmocka_unit_test(test_log_lines_and_threshold),
+	    cmocka_unit_test(test_log_is_enabled),
 	    cmocka_unit_test(test_log_long_message_is_one_cut_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -159,6 +159,19 @@ static void test_strbuf(void **state)
 	assert_int_equal(sb.len, 0);
 	assert_string_equal(sb.data, "");
 
+	/* reserve: room for that many more bytes and the NUL; contents kept */
+	strbuf_adds(&sb, "keep");
+	strbuf_reserve(&sb, 1000);
+	assert_true(sb.cap >= sb.len + 1000 + 1);
+	assert_int_equal(sb.len, 4);
+	assert_string_equal(sb.data, "keep");
+	char *before = sb.data;
+	strbuf_add(&sb, "", 0);
+	for (int i = 0; i < 1000; i++)
+		strbuf_add(&sb, "y", 1);
+	assert_ptr_equal(sb.data, before); /* no allocation within the reserve */
+	strbuf_reset(&sb);
+
 	/* growth well past the first allocation, byte-exact */
 	for (int i = 0; i < 10000; i++)
 		strbuf_addf(&sb, "%c", 'a' + i % 26);
