@@ -12,11 +12,6 @@
 #include <string.h>
 
 /*
- * Length of the valid UTF-8 sequence at p (at most `left` bytes), by
- * jansson's rules (no overlong forms, no surrogates, at most U+10FFFF);
- * 0 when it is not valid.
- */
-/*
  * Appends without the NUL strbuf_add writes each time: jsonenc_compact
  * terminates the text once at the end.
  */
@@ -35,6 +30,11 @@ static inline void jsonenc_putc(struct strbuf *out, char c)
 	out->data[out->len++] = c;
 }
 
+/*
+ * Length of the valid UTF-8 sequence at p (at most `left` bytes), by
+ * jansson's rules (no overlong forms, no surrogates, at most U+10FFFF);
+ * 0 when it is not valid.
+ */
 static size_t jsonenc_utf8_len(const unsigned char *p, size_t left)
 {
 	unsigned char c = p[0];
