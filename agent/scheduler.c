@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "store.h"
 #include "util.h"
 #include "workspace.h"
+#include "wspool.h"
 
 enum run_phase { PHASE_WAITING, PHASE_CHECKOUT, PHASE_STAGES };
 
@@ -106,6 +108,7 @@ struct kept_workspace {
 struct scheduler {
 	struct agent *agent;
 	struct kept_workspace *kept; /* failed runs' workspaces waiting for removal */
+	struct wspool *pool;	     /* empty workspaces for `checkout: false` runs */
 	struct run *runs;	     /* oldest first */
 	size_t n_runs;
 	size_t n_running;
@@ -322,7 +325,8 @@ static struct run *run_load(struct scheduler *s, int64_t id)
 		return NULL;
 	}
 	diags_free(&diags);
-	run->dir = xasprintf("%s/runs/%lld", a->cfg->state_dir, (long long)id);
+	/* One directory per run: its logs, event file and stages' outputs. */
+	run->dir = xasprintf("%s/logs/%lld", a->cfg->state_dir, (long long)id);
 	run->event_path = xasprintf("%s/event.json", run->dir);
 	run->workspace = xasprintf("%s/workspaces/%lld", a->cfg->state_dir, (long long)id);
 	run->n_stages = n;
@@ -948,7 +952,7 @@ static void stage_launch(struct drover_stage *st)
 	    stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets, a->cfg->n_secrets);
 	free(log_path);
 	free(st->outputs_path);
-	/* Next to the event file: one directory fewer to make per run. */
+	/* In the run's directory, next to the logs; the stage makes it if it writes. */
 	st->outputs_path = xasprintf("%s/%s.%d.env", run->dir, st->rec.name, st->rec.attempt);
 	if (!is_resume)
 		unlink(st->outputs_path);
@@ -1038,7 +1042,7 @@ static void kept_workspace_expire(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 	}
-	rm_rf(k->path);
+	wspool_put(k->s->pool, k->path);
 	kept_workspace_free(k);
 }
 
@@ -1061,7 +1065,7 @@ static void run_clean_up(struct run *run)
 	log_info("scheduler: run %lld (%s) %s", (long long)run->rec.id, run->rec.pipeline,
 		 status_name(run->rec.status));
 	if (run->rec.status == STATUS_SUCCEEDED || run->rec.status == STATUS_CANCELLED) {
-		rm_rf(run->workspace);
+		wspool_put(run->s->pool, run->workspace);
 	} else if (a->cfg->keep_failed_workspace_ms > 0) {
 		/* Kept for a post-mortem, then removed (or by the sweep at the next start). */
 		struct kept_workspace *k = xcalloc(1, sizeof *k);
@@ -1074,7 +1078,7 @@ static void run_clean_up(struct run *run)
 		k->next = run->s->kept;
 		run->s->kept = k;
 	} else {
-		rm_rf(run->workspace);
+		wspool_put(run->s->pool, run->workspace);
 	}
 }
 
@@ -1137,14 +1141,11 @@ static void run_begin(struct run *run)
 	ptr_list_push(&s->prepare, run);
 }
 
-/* The second half: the run's directories, its event file, and its workspace or checkout. */
+/* The second half: the run's directory, its event file, and its workspace or checkout. */
 static void run_prepare(struct run *run)
 {
 	struct agent *a = run->s->agent;
-	char *logs = xasprintf("%s/logs/%lld", a->cfg->state_dir, (long long)run->rec.id);
-	/* The run directory (event file, stages' outputs) and the logs directory. */
 	mkdir_p(run->dir, 0750);
-	mkdir_p(logs, 0750);
 	char *text = json_dumps(run->event, JSON_INDENT(2));
 	FILE *f = fopen(run->event_path, "we");
 	if (f != NULL) {
@@ -1154,8 +1155,9 @@ static void run_prepare(struct run *run)
 	free(text);
 
 	if (!run->pl->checkout) {
-		rm_rf(run->workspace);
-		mkdir_p(run->workspace, 0750);
+		if (wspool_take(run->s->pool, run->workspace) != 0)
+			log_warn("scheduler: run %lld: workspace %s: %s", (long long)run->rec.id,
+				 run->workspace, strerror(errno));
 	} else {
 		char *workspaces = xasprintf("%s/workspaces", a->cfg->state_dir);
 		mkdir_p(workspaces, 0750);
@@ -1163,7 +1165,7 @@ static void run_prepare(struct run *run)
 		const struct repo_config *rc =
 		    run->rec.repo != NULL ? config_find_repo(a->cfg, run->rec.repo) : NULL;
 		const char *url = rc != NULL ? rc->url : json_str(run->event, "clone_url");
-		char *log_path = xasprintf("%s/checkout.log", logs);
+		char *log_path = xasprintf("%s/checkout.log", run->dir);
 		run->checkout_log = stagelog_open(log_path, a->cfg->max_log_bytes, a->cfg->secrets,
 						  a->cfg->n_secrets);
 		free(log_path);
@@ -1177,7 +1179,6 @@ static void run_prepare(struct run *run)
 				run_on_checkout(run, -1, NULL, "the checkout could not start");
 		}
 	}
-	free(logs);
 	log_info("scheduler: run %lld (%s) started", (long long)run->rec.id, run->rec.pipeline);
 }
 
@@ -1666,6 +1667,9 @@ struct scheduler *scheduler_new(struct agent *a)
 	s->sweep_ev = event_new(a->base, -1, EV_PERSIST, scheduler_on_sweep, s);
 	struct timeval tv = {60, 0};
 	event_add(s->sweep_ev, &tv);
+	char *pool = xasprintf("%s/workspaces/.free", a->cfg->state_dir);
+	s->pool = wspool_new(pool, (size_t)a->cfg->max_parallel);
+	free(pool);
 	return s;
 }
 
@@ -1685,6 +1689,7 @@ void scheduler_free(struct scheduler *s)
 	}
 	event_free(s->kick_ev);
 	event_free(s->sweep_ev);
+	wspool_free(s->pool);
 	if (s->drain_ev != NULL)
 		event_free(s->drain_ev);
 	/* Ends not recorded yet are left as a crash would leave them: the restart

@@ -1,7 +1,9 @@
 /*
  * workspace: checkouts through one small shell script run as a child. Every
  * value from an event (url, sha, branch) reaches the script as a positional
- * argument, never inside the script's text.
+ * argument, never inside the script's text. A workspace's clone is made
+ * without git's templates (sample hooks, description, info/exclude): about
+ * twenty files fewer to create and remove per run.
  */
 #include "workspace.h"
 
@@ -43,7 +45,7 @@ static const char checkout_script[] =
     "  echo \"commit $sha does not exist in $url\" >&2; exit 3; }\n"
     "flock -u 9\n"
     "rm -rf \"$dest\"\n"
-    "git clone --quiet --shared --no-checkout -- \"$mirror\" \"$dest\"\n"
+    "git clone --quiet --template= --shared --no-checkout -- \"$mirror\" \"$dest\"\n"
     "git -C \"$dest\" -c advice.detachedHead=false checkout --quiet --detach \"$sha\"\n"
     "printf '%s\\n' \"$sha\" > \"$out\"\n"
     "echo \"checked out $sha\"\n";

@@ -1832,6 +1832,83 @@ static void test_take_down_with_running_stage(void **state)
 	free(pidfile);
 }
 
+/* The names in dir, sorted and joined by spaces ("" when it is empty). */
+static char *dir_names(const char *dir)
+{
+	char *cmd = xasprintf("ls -A %s 2>/dev/null | sort | tr '\\n' ' '", dir);
+	FILE *f = popen(cmd, "r");
+	free(cmd);
+	assert_non_null(f);
+	char buf[1024] = "";
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = '\0';
+	pclose(f);
+	return xstrdup(buf);
+}
+
+/*
+ * What a `checkout: false` run leaves: one directory, logs/<run>, with the
+ * event file, a log per attempt and an outputs file only for the stage that
+ * wrote outputs; no runs/ directory; its empty workspace goes back to the
+ * pool and the next run gets that very directory (same inode, empty again).
+ */
+static void test_run_files(void **state)
+{
+	struct harness *h = *state;
+	agent_build(h, 4);
+	struct pipeline *p = pipeline_add(
+	    h,
+	    "name: files\n"
+	    "on: { push: {} }\n"
+	    "checkout: false\n"
+	    "stages:\n"
+	    "  - name: quiet\n"
+	    "    uses: shell\n"
+	    "    with: { run: 'test -z \"$(ls -A)\" && test \"$PWD\" = \"$DROVER_WORKSPACE\" && "
+	    "grep -q \"\\\"sha\\\"\" \"$DROVER_EVENT_FILE\" && stat -c %%i . >> %s/inodes' }\n"
+	    "  - name: out\n"
+	    "    uses: shell\n"
+	    "    needs: [quiet]\n"
+	    "    with: { run: 'echo k=v >> \"$DROVER_OUTPUTS\"' }\n"
+	    "  - name: use\n"
+	    "    uses: shell\n"
+	    "    needs: [out]\n"
+	    "    with: { run: 'test \"$DROVER_OUTPUT_OUT_K\" = v' }\n",
+	    h->dir);
+	int64_t r1 = run_start(h, p, "s1");
+	json_t *j = run_wait(h, r1);
+	assert_run_status(j, "succeeded");
+	json_decref(j);
+
+	char *logs = xasprintf("%s/logs/%lld", h->state, (long long)r1);
+	char *names = dir_names(logs);
+	assert_string_equal(names, "event.json out.1.env out.1.log quiet.1.log use.1.log ");
+	free(names);
+	free(logs);
+	names = dir_names(h->state);
+	assert_null(strstr(names, "runs"));
+	free(names);
+	char *ws = xasprintf("%s/workspaces", h->state);
+	names = dir_names(ws);
+	assert_string_equal(names, ".free ");
+	free(names);
+	free(ws);
+
+	int64_t r2 = run_start(h, p, "s2");
+	j = run_wait(h, r2);
+	assert_run_status(j, "succeeded");
+	json_decref(j);
+	char *path = xasprintf("%s/inodes", h->dir);
+	char *inodes = read_text(path);
+	free(path);
+	assert_non_null(inodes);
+	char *nl = strchr(inodes, '\n');
+	assert_non_null(nl);
+	if (strncmp(inodes, nl + 1, (size_t)(nl - inodes) + 1) != 0)
+		fail_msg("the second run's workspace is a new directory: inodes %s", inodes);
+	free(inodes);
+}
+
 /* A failed run's workspace is kept for keep_failed_workspace_ms, then removed;
  * a succeeded run's is removed at once. */
 static void test_workspace_cleanup(void **state)
@@ -2265,6 +2342,7 @@ int main(void)
 	    T(test_outbox_cdevents),
 	    T(test_notify_plugins),
 	    T(test_workspace_cleanup),
+	    T(test_run_files),
 	    T(test_checkout),
 	    T(test_recover_sweeps_old_workspaces),
 	    T(test_take_down_with_running_stage),

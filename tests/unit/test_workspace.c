@@ -293,6 +293,13 @@ static void test_checkout_clone_then_fetch(void **state)
 	char *head = shell_output("git -C '%s' rev-parse HEAD", dest1);
 	assert_string_equal(head, sha1);
 	free(head);
+	/* made without git's templates (fewer files per run), and still clean */
+	char *hooks = xasprintf("%s/.git/hooks", dest1);
+	assert_int_not_equal(access(hooks, F_OK), 0);
+	free(hooks);
+	char *dirty = shell_output("git -C '%s' status --porcelain", dest1);
+	assert_string_equal(dirty, "");
+	free(dirty);
 	/* the mirror is where workspace_mirror_path says */
 	char *mirror = workspace_mirror_path(f->state, "owner/repo");
 	struct stat st;
