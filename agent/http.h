@@ -14,7 +14,8 @@
 struct event_base;
 struct http;
 
-/* A client on base. NULL when libcurl cannot be initialised (logged). */
+/* A client on base (libcurl is set up at its first request: a request that
+ * cannot set it up fails, logged). */
 struct http *http_new(struct event_base *base);
 /*
  * Ends every request still in flight with a cancelled response (each
