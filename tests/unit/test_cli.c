@@ -400,7 +400,8 @@ static void expect_cell(const char *in, size_t max, const char *want)
 {
 	char *got = cli_cell(in, max);
 	if (strcmp(got, want) != 0)
-		fail_msg("cell of '%s': got '%s', want '%s'", in, got, want);
+		fail_msg("cell of '%s': got '%s', want '%s'", in != NULL ? in : "(null)", got,
+			 want);
 	free(got);
 }
 
