@@ -37,7 +37,7 @@
 #include "util.h"
 
 struct pending_event {
-	struct admin *ad;
+	struct admin *ad; /* NULL once the admin API is gone: its delivery report frees it */
 	struct evhttp_request *req; /* NULL once the client went away */
 	struct evhttp_connection *conn;
 	char *key;
@@ -166,6 +166,11 @@ static void admin_event_delivered(void *arg, rd_kafka_resp_err_t err, int32_t pa
 {
 	struct pending_event *p = arg;
 	struct admin *ad = p->ad;
+	if (ad == NULL) { /* the admin API is gone (the agent stops): nobody to answer */
+		free(p->key);
+		free(p);
+		return;
+	}
 	if (p->req != NULL) {
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			admin_reply_json(p->req, 202,
@@ -772,9 +777,14 @@ void admin_free(struct admin *ad)
 		ad->replays = p->next;
 		free(p);
 	}
-	/* Pending produce callbacks may still run (kafka is freed later): detach them. */
-	for (struct pending_event *p = ad->pending; p != NULL; p = p->next)
+	/* Delivery reports of pending produces still come (kafka is freed later, and
+	 * flushes): each record's pending_event is handed to its report, which frees
+	 * it without touching ad. */
+	for (struct pending_event *p = ad->pending; p != NULL; p = p->next) {
 		p->req = NULL;
+		p->ad = NULL;
+	}
+	ad->pending = NULL;
 	admin_logs_free(ad->logs); /* before the connections its followers use go */
 	evhttp_free(ad->http);
 	admin_hooks_free(ad->hooks);

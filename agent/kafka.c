@@ -239,7 +239,9 @@ void kafka_free(struct kafka *k, int timeout_ms)
 		return;
 	if (k->producer != NULL) {
 		if (rd_kafka_flush(k->producer, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			log_warn("kafka: %d records not acknowledged at stop (kept in the outbox)",
+			log_warn("kafka: %d records not acknowledged at stop (results and dead "
+				 "letters stay in the outbox; events posted to the API were not "
+				 "accepted: their clients got no 202)",
 				 rd_kafka_outq_len(k->producer));
 		if (k->main_queue != NULL) {
 			rd_kafka_queue_io_event_enable(k->main_queue, -1, NULL, 0);
