@@ -1387,6 +1387,38 @@ out:
 	return rc;
 }
 
+/*
+ * POST /api/v1/runs/RUN/ACTION with the JSON body req (NULL when a text in
+ * it is not UTF-8: `what` names it): 0 when the agent answered 202 (r holds
+ * its reply), 1 after saying why not.
+ */
+static int cli_post_run_action(const struct cli_client *c, const char *id, const char *action,
+			       const json_t *req, const char *what, struct cli_reply *r)
+{
+	char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+	if (body == NULL) {
+		fprintf(stderr, "drover: %s is not valid UTF-8\n", what);
+		return 1;
+	}
+	char *esc = cli_escape(id);
+	char *path = xasprintf("/api/v1/runs/%s/%s", esc, action);
+	char *url = cli_build_url(c->base_url, path, NULL, 0);
+	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
+	headers = cli_header_add(headers, "Content-Type: application/json");
+	int rc = 1;
+	if (cli_request(c, url, headers, body, strlen(body), false, r) == 0) {
+		if (r->status == 202)
+			rc = 0;
+		else
+			cli_print_api_error(c, r);
+	}
+	free(url);
+	free(path);
+	free(esc);
+	free(body);
+	return rc;
+}
+
 /* POST /api/v1/runs/RUN/cancel (with {"reason"} when given): one line, 0 once it started. */
 static int cmd_cancel(const struct cli_args *args, const struct config *cfg)
 {
@@ -1394,38 +1426,17 @@ static int cmd_cancel(const struct cli_args *args, const struct config *cfg)
 	if (cli_client_init(&c, cfg) != 0)
 		return 1;
 	const char *id = args->positionals[0];
-	char *esc = cli_escape(id);
-	char *path = xasprintf("/api/v1/runs/%s/cancel", esc);
-	char *url = cli_build_url(c.base_url, path, NULL, 0);
 	json_t *req =
 	    args->reason != NULL ? json_pack("{s:s}", "reason", args->reason) : json_object();
-	char *body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
-	headers = cli_header_add(headers, "Content-Type: application/json");
 	struct cli_reply r = {0};
-	int rc = 1;
-	if (body == NULL) {
-		fprintf(stderr, "drover: the reason is not valid UTF-8\n");
-		curl_slist_free_all(headers);
-		goto out;
+	int rc = cli_post_run_action(&c, id, "cancel", req, "the reason", &r);
+	json_decref(req);
+	if (rc == 0) {
+		char *shown = cli_cell(id, 80);
+		printf("run %s: cancelling\n", shown);
+		free(shown);
 	}
-	if (cli_request(&c, url, headers, body, strlen(body), false, &r) != 0)
-		goto out;
-	if (r.status != 202) {
-		cli_print_api_error(&c, &r);
-		goto out;
-	}
-	char *shown = cli_cell(id, 80);
-	printf("run %s: cancelling\n", shown);
-	free(shown);
-	rc = 0;
-out:
 	strbuf_free(&r.body);
-	free(body);
-	free(url);
-	free(path);
-	free(esc);
 	cli_client_free(&c);
 	return rc;
 }
@@ -1451,9 +1462,6 @@ static int cmd_replay(const struct cli_args *args, const struct config *cfg)
 	if (cli_client_init(&c, cfg) != 0)
 		return 1;
 	const char *id = args->positionals[0];
-	char *esc = cli_escape(id);
-	char *path = xasprintf("/api/v1/runs/%s/replay", esc);
-	char *url = cli_build_url(c.base_url, path, NULL, 0);
 	char *by = cli_requested_by();
 	json_t *stages = json_array();
 	bool is_text = true; /* jansson refuses text that is not UTF-8 */
@@ -1470,24 +1478,14 @@ static int cmd_replay(const struct cli_args *args, const struct config *cfg)
 	if (req != NULL && args->reason != NULL)
 		is_text =
 		    json_object_set_new(req, "reason", json_string(args->reason)) == 0 && is_text;
-	char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	struct curl_slist *headers = cli_header_add(NULL, "Accept: application/json");
-	headers = cli_header_add(headers, "Content-Type: application/json");
 	struct cli_reply r = {0};
 	json_t *reply = NULL;
-	int rc = 1;
-	if (body == NULL || !is_text) {
-		fprintf(stderr, "drover: a stage name or the reason is not valid UTF-8\n");
-		curl_slist_free_all(headers);
+	int rc = cli_post_run_action(&c, id, "replay", is_text ? req : NULL,
+				     "a stage name or the reason", &r);
+	json_decref(req);
+	if (rc != 0)
 		goto out;
-	}
-	if (cli_request(&c, url, headers, body, strlen(body), false, &r) != 0)
-		goto out;
-	if (r.status != 202) {
-		cli_print_api_error(&c, &r);
-		goto out;
-	}
+	rc = 1;
 	reply = cli_reply_json(&r);
 	if (reply == NULL)
 		goto out;
@@ -1521,11 +1519,7 @@ static int cmd_replay(const struct cli_args *args, const struct config *cfg)
 out:
 	json_decref(reply);
 	strbuf_free(&r.body);
-	free(body);
 	free(by);
-	free(url);
-	free(path);
-	free(esc);
 	cli_client_free(&c);
 	return rc;
 }
