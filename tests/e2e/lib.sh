@@ -552,6 +552,26 @@ emit_github()
 	esac
 }
 
+# emit_gitlab_push SHA REPO ID: GitLab's push hook fixture for SHA on branch
+# main of REPO (group/name), posted to POST /api/v1/events with X-Gitlab-Event
+# and X-Gitlab-Event-UUID ID (the event's id); fails unless answered 202.
+emit_gitlab_push()
+{
+	local code
+	json_edit "$DROVER_FIXTURES/events/gitlab.push.json" "$T/events/gl-$3.json" '
+d["project"]["path_with_namespace"] = a[1]
+d["ref"] = "refs/heads/main"
+d["after"] = d["checkout_sha"] = a[0]
+for c in d.get("commits", []):
+    c["id"] = a[0]
+' "$1" "$2"
+	code=$(curl -s -o "$T/gl-$3.out" -w '%{http_code}' --max-time 10 \
+		-H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' \
+		-H "X-Gitlab-Event-UUID: $3" --data-binary "@$T/events/gl-$3.json" \
+		"http://127.0.0.1:$PORT/api/v1/events")
+	[ "$code" = 202 ] || fail "POST /api/v1/events (GitLab push $3) answered $code: $(cat "$T/gl-$3.out")"
+}
+
 metrics()
 {
 	curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics" || fail "GET /metrics failed"

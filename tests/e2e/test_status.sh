@@ -131,18 +131,7 @@ for c in d["resource"].get("commits", []):
 dv emit -c "$CFG" --azure "$T/events/az-push.json" >/dev/null ||
 	fail "drover emit --azure (push) failed"
 c5=$(repo_commit hello v5 "gitlab push" main)
-json_edit "$DROVER_FIXTURES/events/gitlab.push.json" "$T/events/gl-push.json" '
-d["project"]["path_with_namespace"] = "acme-ml/widget"
-d["ref"] = "refs/heads/main"
-d["after"] = d["checkout_sha"] = a[0]
-for c in d.get("commits", []):
-    c["id"] = a[0]
-' "$c5"
-code=$(curl -s -o "$T/gl-emit.json" -w '%{http_code}' --max-time 10 \
-	-H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' \
-	-H 'X-Gitlab-Event-UUID: status-gl-push-1' --data-binary "@$T/events/gl-push.json" \
-	"http://127.0.0.1:$PORT/api/v1/events")
-[ "$code" = 202 ] || fail "POST /api/v1/events (GitLab push) answered $code: $(cat "$T/gl-emit.json")"
+emit_gitlab_push "$c5" acme-ml/widget status-gl-push-1
 say "and a push of a repository the git host does not know (404)"
 push_event "$T/events/unknown.json" "$c1" refs/heads/master Codertocat/Unknown
 emit_github push "$T/events/unknown.json" status-unknown-1

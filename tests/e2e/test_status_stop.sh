@@ -62,18 +62,7 @@ say "a GitHub push and a GitLab push run; their statuses wait"
 push_event "$T/events/push.json" "$c1"
 emit_github push "$T/events/push.json" stop-push-1
 c2=$(repo_commit hello v2 "gitlab push" main)
-json_edit "$DROVER_FIXTURES/events/gitlab.push.json" "$T/events/gl-push.json" '
-d["project"]["path_with_namespace"] = "acme-ml/widget"
-d["ref"] = "refs/heads/main"
-d["after"] = d["checkout_sha"] = a[0]
-for c in d.get("commits", []):
-    c["id"] = a[0]
-' "$c2"
-code=$(curl -s -o "$T/gl-emit.json" -w '%{http_code}' --max-time 10 \
-	-H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' \
-	-H 'X-Gitlab-Event-UUID: stop-gl-push-1' --data-binary "@$T/events/gl-push.json" \
-	"http://127.0.0.1:$PORT/api/v1/events")
-[ "$code" = 202 ] || fail "POST /api/v1/events (GitLab push) answered $code: $(cat "$T/gl-emit.json")"
+emit_gitlab_push "$c2" acme-ml/widget stop-gl-push-1
 wait_run_status "$(run_of_event stop-push-1 ci)" succeeded 30
 wait_run_status "$(run_of_event stop-gl-push-1 ci)" succeeded 30
 wait_metric drover_plugin_status_queue_depth 10 20
@@ -121,12 +110,7 @@ write_config \
 	"    stop_flush_ms: 600000" \
 	"    gitlab: { api_url: \"$HOST\", token_env: E2E_GITLAB_TOKEN }"
 start_agent E2E_GITLAB_TOKEN="$GL_TOKEN"
-sed -i 's/stop-gl-push-1/stop-gl-push-2/' "$T/events/gl-push.json"
-code=$(curl -s -o "$T/gl-emit.json" -w '%{http_code}' --max-time 10 \
-	-H 'Content-Type: application/json' -H 'X-Gitlab-Event: Push Hook' \
-	-H 'X-Gitlab-Event-UUID: stop-gl-push-2' --data-binary "@$T/events/gl-push.json" \
-	"http://127.0.0.1:$PORT/api/v1/events")
-[ "$code" = 202 ] || fail "POST /api/v1/events (second GitLab push) answered $code"
+emit_gitlab_push "$c2" acme-ml/widget stop-gl-push-2
 wait_run_status "$(run_of_event stop-gl-push-2 ci)" succeeded 30
 wait_metric drover_plugin_status_queue_depth 5 20
 kill -TERM "$AGENT_PID"
