@@ -27,6 +27,7 @@
 #include "replay.h"
 #include "status.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "util.h"
 
 /* build -> unit, build -> lint; unit -> deploy; deploy -> notify; docs alone. */
@@ -183,32 +184,17 @@ static void test_select_new_stage(void **state)
 
 /* ---- store ---- */
 
-struct fixture {
-	char dir[64];
-	struct store *store;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = xcalloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/drover-test-replay-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	char err[256] = "";
-	f->store = store_open(f->dir, err, sizeof err);
-	if (f->store == NULL) {
-		fprintf(stderr, "store_open: %s\n", err);
-		return -1;
-	}
+	struct store_fixture *f = xcalloc(1, sizeof *f);
 	*state = f;
-	return 0;
+	return store_fixture_open(f, "replay");
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	store_close(f->store);
-	int rc = rm_rf(f->dir);
+	struct store_fixture *f = *state;
+	int rc = store_fixture_close(f);
 	free(f);
 	return rc;
 }
@@ -229,7 +215,7 @@ static int64_t insert_run(struct store *s)
 /* The original attempt comes with the run; a replay's attempt says who, why and what. */
 static void test_store_run_attempts(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t id = insert_run(f->store);
 	json_t *j = store_run_json(f->store, id);
 	assert_non_null(j);
@@ -285,7 +271,7 @@ static void test_store_run_attempts(void **state)
  */
 static void test_store_stage_attempts(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t id = insert_run(f->store);
 	struct store_stage build = {
 	    .run_id = id, .name = "build", .idx = 0, .status = STATUS_SUCCEEDED, .attempt = 1};
@@ -400,7 +386,7 @@ static int64_t insert_one_stage_run(struct store *s, const char *event_id, enum 
  */
 static void test_replayer_refusals(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct agent a;
 	memset(&a, 0, sizeof a);
 	a.store = f->store;

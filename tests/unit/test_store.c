@@ -19,39 +19,25 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_fixture.h"
 #include "util.h"
-
-struct fixture {
-	char dir[64];
-	struct store *store;
-};
 
 static int setup(void **state)
 {
-	struct fixture *f = xcalloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/drover-test-store-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	char err[256] = "";
-	f->store = store_open(f->dir, err, sizeof err);
-	if (f->store == NULL) {
-		fprintf(stderr, "store_open: %s\n", err);
-		return -1;
-	}
+	struct store_fixture *f = xcalloc(1, sizeof *f);
 	*state = f;
-	return 0;
+	return store_fixture_open(f, "store");
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	store_close(f->store);
-	int rc = rm_rf(f->dir);
+	struct store_fixture *f = *state;
+	int rc = store_fixture_close(f);
 	free(f);
 	return rc;
 }
 
-static void reopen(struct fixture *f)
+static void reopen(struct store_fixture *f)
 {
 	char err[256] = "";
 	store_close(f->store);
@@ -61,7 +47,7 @@ static void reopen(struct fixture *f)
 }
 
 /* A second, plain SQLite connection to the same database, as an operator would use. */
-static sqlite3 *raw_open(const struct fixture *f)
+static sqlite3 *raw_open(const struct store_fixture *f)
 {
 	char *path = xasprintf("%s/drover.db", f->dir);
 	sqlite3 *db = NULL;
@@ -164,7 +150,7 @@ static void iso(int64_t ms, char *buf, size_t len)
 
 static void test_open_creates_schema_and_wal(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	sqlite3 *db = raw_open(f);
 	assert_raw_text(db, "PRAGMA journal_mode", "wal");
 	assert_int_equal(raw_int(db, "PRAGMA user_version"), 7);
@@ -185,7 +171,7 @@ static void test_open_creates_schema_and_wal(void **state)
 
 static void test_open_makes_nested_state_dir(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	char err[256] = "";
 	char *nested = xasprintf("%s/a/b/c", f->dir);
 	struct store *s = store_open(nested, err, sizeof err);
@@ -201,7 +187,7 @@ static void test_open_makes_nested_state_dir(void **state)
 
 static void test_reopen_keeps_data(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	json_t *body = json_pack("{s:s, s:s}", "id", "ev-1", "kind", "push");
 	assert_int_equal(
 	    store_event_insert(f->store, "ev-1", body, "accepted", NULL, "drover.events", 0, 42),
@@ -254,7 +240,7 @@ static void test_reopen_keeps_data(void **state)
 
 static void test_newer_schema_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	store_close(f->store);
 	f->store = NULL;
 	sqlite3 *db = raw_open(f);
@@ -274,7 +260,7 @@ static void test_newer_schema_refused(void **state)
 
 static void test_not_a_database_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	char *dir = xasprintf("%s/junk", f->dir);
 	char *path = xasprintf("%s/drover.db", dir);
 	assert_int_equal(mkdir_p(dir, 0700), 0);
@@ -294,7 +280,7 @@ static void test_not_a_database_refused(void **state)
 
 static void test_event_insert_and_duplicate(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	json_t *body =
 	    json_pack("{s:s, s:s, s:s, s:s, s:{s:i}}", "id", "d-1", "kind", "pull_request",
 		      "source", "github", "repo", "acme/model", "pr", "number", 7);
@@ -370,7 +356,7 @@ static void test_event_insert_and_duplicate(void **state)
 
 static void test_run_and_stages(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store_run in = sample_run();
 	assert_int_equal(store_run_insert(f->store, &in), 0);
 	assert_true(in.id > 0);
@@ -481,7 +467,7 @@ static void test_run_and_stages(void **state)
 
 static void test_stage_attempt_history(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t id = insert_run(f->store, "release", STATUS_RUNNING, "acme/model");
 	struct store_stage st = sample_stage(id, "train", 0);
 	assert_int_equal(store_stage_insert(f->store, &st), 0);
@@ -546,7 +532,7 @@ static void test_stage_attempt_history(void **state)
 
 static void test_outputs(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t id = insert_run(f->store, "release", STATUS_RUNNING, NULL);
 	int64_t other = insert_run(f->store, "release", STATUS_RUNNING, NULL);
 	assert_int_equal(store_output_set(f->store, id, "train", "run_id", "r-1"), 0);
@@ -587,7 +573,7 @@ static void assert_json_string(const json_t *obj, const char *key, const char *w
 
 static void test_run_json_shape(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store_run in = sample_run();
 	in.branch = NULL;
 	in.created_at = 1764405300123; /* 2025-11-29T08:35:00.123Z */
@@ -666,7 +652,7 @@ static void assert_ids(json_t *arr, const int64_t *want, size_t n)
 
 static void test_runs_list_filters_and_paging(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t r1 = insert_run(f->store, "pr", STATUS_SUCCEEDED, "acme/a");
 	int64_t r2 = insert_run(f->store, "release", STATUS_FAILED, "acme/a");
 	int64_t r3 = insert_run(f->store, "pr", STATUS_RUNNING, "acme/b");
@@ -724,7 +710,7 @@ static void test_runs_list_filters_and_paging(void **state)
 
 static void test_runs_list_limits(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_begin(f->store), 0);
 	for (int i = 0; i < 1005; i++)
 		insert_run(f->store, "pr", STATUS_SUCCEEDED, NULL);
@@ -749,7 +735,7 @@ static void test_runs_list_limits(void **state)
 
 /* ---- transactions ---- */
 
-static int64_t raw_event_count(const struct fixture *f)
+static int64_t raw_event_count(const struct store_fixture *f)
 {
 	sqlite3 *db = raw_open(f);
 	int64_t n = raw_int(db, "SELECT count(*) FROM events");
@@ -759,7 +745,7 @@ static int64_t raw_event_count(const struct fixture *f)
 
 static void test_nested_transactions(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->store;
 
 	/* Only the outermost commit makes the work visible. */
@@ -849,7 +835,7 @@ static void test_nested_transactions(void **state)
 
 static void test_outbox(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->store;
 	assert_int_equal(store_outbox_count(s), 0);
 	int64_t a = store_outbox_add(s, "drover.results", "acme/a", "first", 5);
@@ -918,7 +904,7 @@ static void test_outbox(void **state)
  */
 static void test_outbox_bytes_round_trip(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	static const char bin_key[] = {0, 0, 0, 0, 42, 'r', 'e', 'p', 'o', 0, (char)0xff};
 	static const char headers[] = {1, 0, 0, 0, 'h', 0, 0, 0, 0, 0, 0, 0, 0};
 	int64_t a = store_outbox_add_full(f->store, "dl", bin_key, sizeof bin_key, NULL, 0, headers,
@@ -978,7 +964,7 @@ static void test_outbox_bytes_round_trip(void **state)
 /* Acknowledged records go in one transaction: all of them, or none. */
 static void test_outbox_delete_many(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->store;
 	int64_t ids[6];
 	for (size_t i = 0; i < ARRAY_LEN(ids); i++)
@@ -1016,7 +1002,7 @@ static void test_outbox_delete_many(void **state)
 
 static void test_strings_round_trip(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	const char *tricky = "it's \"quoted\"\nline two\ttab \\ back; DROP TABLE runs; -- "
 			     "\xc3\xbc\xe2\x9c\x93\xf0\x9f\x9a\x80";
 	struct store_run in = sample_run();
@@ -1073,7 +1059,7 @@ static void test_strings_round_trip(void **state)
 
 static void test_invalid_utf8_still_shown(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t id = insert_run(f->store, "pr", STATUS_FAILED, NULL);
 	struct store_stage st = sample_stage(id, "unit", 0);
 	st.summary = "bad \xff\xfe bytes";
@@ -1093,7 +1079,7 @@ static void test_invalid_utf8_still_shown(void **state)
 
 static void test_null_fields(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store_run in = {
 	    .pipeline = "retrain",
 	    .status = STATUS_QUEUED,
@@ -1160,7 +1146,7 @@ static struct store_stage_proc sample_proc(int64_t run_id, const char *stage, in
 
 static void test_stage_procs(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t r1 = insert_run(f->store, "ci", STATUS_RUNNING, "acme/a");
 	int64_t r2 = insert_run(f->store, "ci", STATUS_RUNNING, "acme/b");
 	struct store_stage_proc in[] = {
@@ -1220,7 +1206,7 @@ static void test_stage_procs(void **state)
  */
 static void test_replay_commands(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t run = insert_run(f->store, "ci", STATUS_FAILED, "acme/a");
 	struct store_replay_command last;
 	int n = -1;
@@ -1265,7 +1251,7 @@ static void test_replay_commands(void **state)
 /* A database of schema version 6 gets the replay command table on open, data kept. */
 static void test_migrates_version_6(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t run = insert_run(f->store, "ci", STATUS_FAILED, "acme/a");
 	store_close(f->store);
 	f->store = NULL;
@@ -1286,7 +1272,7 @@ static void test_migrates_version_6(void **state)
 /* A database of schema version 1 (before stage_procs) is migrated on open, data kept. */
 static void test_migrates_version_1(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	int64_t run = insert_run(f->store, "ci", STATUS_RUNNING, "acme/a");
 	store_close(f->store);
 	f->store = NULL;
@@ -1322,7 +1308,7 @@ static void test_migrates_version_1(void **state)
  */
 static void test_migrates_version_2(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	store_close(f->store);
 	f->store = NULL;
 	sqlite3 *db = raw_open(f);
@@ -1385,7 +1371,7 @@ static void test_migrates_version_2(void **state)
  */
 static void test_held_events(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	json_t *body = json_pack("{s:s,s:s}", "kind", "push", "repo", "acme/a");
 	assert_int_equal(store_event_insert_held(f->store, "h-1", body, "accepted", NULL,
 						 "drover.events", 2, 40, true),

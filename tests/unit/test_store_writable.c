@@ -19,30 +19,23 @@
 #include <sys/resource.h>
 
 #include "store.h"
+#include "store_fixture.h"
 #include "util.h"
 
 struct fixture {
-	char dir[64];
-	struct store *store;
-	sqlite3 *other; /* a second connection, as another process would hold */
+	struct store_fixture base; /* first: the store and its directory */
+	sqlite3 *other;		   /* a second connection, as another process would hold */
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/drover-test-writable-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	*state = f;
+	if (store_fixture_open(&f->base, "writable") != 0)
 		return -1;
-	char err[256];
-	f->store = store_open(f->dir, err, sizeof err);
-	if (f->store == NULL) {
-		fprintf(stderr, "store_open: %s\n", err);
-		return -1;
-	}
-	char *path = xasprintf("%s/drover.db", f->dir);
+	char *path = xasprintf("%s/drover.db", f->base.dir);
 	int rc = sqlite3_open(path, &f->other);
 	free(path);
-	*state = f;
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
@@ -50,8 +43,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	sqlite3_close(f->other);
-	store_close(f->store);
-	rm_rf(f->dir);
+	store_fixture_close(&f->base);
 	free(f);
 	return 0;
 }
@@ -60,8 +52,8 @@ static void test_writable_when_healthy(void **state)
 {
 	struct fixture *f = *state;
 	char err[256] = "";
-	assert_int_equal(store_check_writable(f->store, err, sizeof err), 0);
-	assert_int_equal(store_check_writable(f->store, err, sizeof err), 0);
+	assert_int_equal(store_check_writable(f->base.store, err, sizeof err), 0);
+	assert_int_equal(store_check_writable(f->base.store, err, sizeof err), 0);
 	/* It really wrote: the probe row is there for another connection to read. */
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_prepare_v2(f->other, "SELECT checked_at FROM probe WHERE id = 1",
@@ -79,16 +71,16 @@ static void test_not_writable_while_locked(void **state)
 	char err[256] = "";
 	assert_int_equal(sqlite3_exec(f->other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	int64_t start = mono_ms();
-	assert_int_equal(store_check_writable(f->store, err, sizeof err), -1);
+	assert_int_equal(store_check_writable(f->base.store, err, sizeof err), -1);
 	int64_t waited = mono_ms() - start;
 	assert_non_null(strstr(err, "locked"));
 	/* The usual busy timeout (5 s) is not what the probe waits. */
 	assert_true(waited < 4000);
 	assert_int_equal(sqlite3_exec(f->other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(store_check_writable(f->store, err, sizeof err), 0);
+	assert_int_equal(store_check_writable(f->base.store, err, sizeof err), 0);
 	/* And the store's own transactions still work. */
-	assert_int_equal(store_begin(f->store), 0);
-	assert_int_equal(store_commit(f->store), 0);
+	assert_int_equal(store_begin(f->base.store), 0);
+	assert_int_equal(store_commit(f->base.store), 0);
 }
 
 /* The file system refuses the write (the WAL cannot grow): not writable, then writable again. */
@@ -105,12 +97,12 @@ static void test_not_writable_when_writes_fail(void **state)
 	none.rlim_cur = 0;
 	void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &none), 0);
-	int rc = store_check_writable(f->store, err, sizeof err);
+	int rc = store_check_writable(f->base.store, err, sizeof err);
 	setrlimit(RLIMIT_FSIZE, &old);
 	signal(SIGXFSZ, old_handler);
 	assert_int_equal(rc, -1);
 	assert_true(strlen(err) > 0);
-	assert_int_equal(store_check_writable(f->store, err, sizeof err), 0);
+	assert_int_equal(store_check_writable(f->base.store, err, sizeof err), 0);
 }
 
 int main(void)
